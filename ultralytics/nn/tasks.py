@@ -1,0 +1,377 @@
+"""Build YOLOv8 detection models from YAML: the module-spec registry, `parse_model` and `DetectionModel`."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import re
+from copy import deepcopy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+
+from ultralytics.nn.modules import (C2f, C3, SPPF, BiLevelRoutingAttention, Bottleneck, Concat, Conv, Detect,
+                                    DWConv)
+from ultralytics.utils import CFG_DIR, LOGGER, yaml_load
+from ultralytics.utils.ops import make_divisible
+
+MODEL_DIR = CFG_DIR / "models"
+
+
+class ModelConfigError(ValueError):
+    """A model YAML that cannot be built; the message names the file/row and the fix."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Module-spec registry: how each YAML module gets its constructor arguments and output channels.
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What a channel rule may look at for one YAML row."""
+
+    ch: list[int]  # output channels of every layer so far (ch[-1] = previous layer; starts with the input)
+    f: int | list[int]  # the row's `from`
+    n: int  # repeats after depth scaling
+    width: float
+    max_channels: int
+    nc: int
+
+    def scale_width(self, c2: int) -> int:
+        """Channels of a channel-changing layer: ceil(min(c2, max_channels) · width / 8) · 8 (nc is never scaled)."""
+        return c2 if c2 == self.nc else make_divisible(min(c2, self.max_channels) * self.width, 8)
+
+
+ChannelRule = Callable[[BuildContext, list], "tuple[list, int, int]"]  # → (constructor args, c2, repeats)
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    cls: type[nn.Module]
+    rule: ChannelRule
+
+
+def conv_like(ctx: BuildContext, args: list) -> tuple[list, int, int]:
+    """Input channels from `from`, output channels (first arg) width-scaled; repeats stack the module."""
+    c1, c2 = ctx.ch[ctx.f], ctx.scale_width(args[0])
+    return [c1, c2, *args[1:]], c2, ctx.n
+
+
+def csp_like(ctx: BuildContext, args: list) -> tuple[list, int, int]:
+    """Like conv_like, but the repeats go inside the block (its `n` argument)."""
+    c1, c2 = ctx.ch[ctx.f], ctx.scale_width(args[0])
+    return [c1, c2, ctx.n, *args[1:]], c2, 1
+
+
+def concat_rule(ctx: BuildContext, args: list) -> tuple[list, int, int]:
+    return list(args), sum(ctx.ch[x] for x in _as_list(ctx.f)), ctx.n
+
+
+def detect_rule(ctx: BuildContext, args: list) -> tuple[list, int, int]:
+    return [*args, [ctx.ch[x] for x in _as_list(ctx.f)]], 0, 1
+
+
+def same_channels_first(ctx: BuildContext, args: list) -> tuple[list, int, int]:
+    """The input channels become the first constructor argument (dim); output channels equal input."""
+    c = ctx.ch[ctx.f]
+    return [c, *args], c, ctx.n
+
+
+def passthrough(ctx: BuildContext, args: list) -> tuple[list, int, int]:
+    """Channel-preserving module with its own arguments (nn.Upsample, nn.Identity, ...)."""
+    return list(args), ctx.ch[ctx.f], ctx.n
+
+
+MODULES: dict[str, ModuleSpec] = {}
+
+
+def register_module(name: str, cls: type[nn.Module], rule: ChannelRule) -> None:
+    """Make `name` usable in model YAMLs."""
+    MODULES[name] = ModuleSpec(cls, rule)
+
+
+for _cls in (Conv, DWConv, SPPF, Bottleneck):
+    register_module(_cls.__name__, _cls, conv_like)
+for _cls in (C2f, C3):
+    register_module(_cls.__name__, _cls, csp_like)
+register_module("Concat", Concat, concat_rule)
+register_module("Detect", Detect, detect_rule)
+register_module("BiLevelRoutingAttention", BiLevelRoutingAttention, same_channels_first)
+register_module("nn.BatchNorm2d", nn.BatchNorm2d, lambda ctx, args: ([ctx.ch[ctx.f]], ctx.ch[ctx.f], ctx.n))
+
+
+def _as_list(f: int | list[int]) -> list[int]:
+    return f if isinstance(f, list) else [f]
+
+
+def _lookup(name: str, where: str) -> ModuleSpec:
+    if name in MODULES:
+        return MODULES[name]
+    if name.startswith("nn."):
+        cls = getattr(nn, name[3:], None)
+        if isinstance(cls, type) and issubclass(cls, nn.Module):
+            return ModuleSpec(cls, passthrough)
+    known = ", ".join(sorted(MODULES))
+    raise ModelConfigError(f"{where}: unknown module {name!r}; known modules are {known} and torch 'nn.<Name>' classes")
+
+
+def _resolve_arg(a: Any, d: dict) -> Any:
+    """YAML args are data: a bare word naming a top-level key (e.g. `nc`) takes its value, 'None' is None."""
+    if isinstance(a, str):
+        if a in d and a not in {"backbone", "head", "scales"}:
+            return d[a]
+        if a == "None":
+            return None
+    return a
+
+
+def _check_row(row: Any, i: int, where: str) -> None:
+    if not isinstance(row, (list, tuple)) or len(row) != 4:
+        raise ModelConfigError(f"{where}: a row must be [from, repeats, module, args], got {row!r}")
+    f, n, m, args = row
+    for j in _as_list(f):
+        if not isinstance(j, int) or not (j == -1 or 0 <= j < i or (j < -1 and i + j >= 0)):
+            raise ModelConfigError(f"{where}: 'from' {f!r} must name earlier layers (-1 = previous, 0..{i - 1})")
+    if not isinstance(n, int) or n < 1:
+        raise ModelConfigError(f"{where}: repeats must be a positive integer, got {n!r}")
+    if not isinstance(m, str):
+        raise ModelConfigError(f"{where}: module must be a name, got {m!r}")
+    if not isinstance(args, list):
+        raise ModelConfigError(f"{where}: args must be a list, got {args!r}")
+
+
+@contextlib.contextmanager
+def _activation(act: Any, where: str):
+    """Temporarily swap Conv's default activation for the YAML's `activation` (e.g. 'nn.ReLU()')."""
+    if act is None:
+        yield
+        return
+    name = re.fullmatch(r"\s*(?:torch\.)?nn\.(\w+)(?:\(\))?\s*", str(act))
+    cls = getattr(nn, name.group(1), None) if name else None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise ModelConfigError(f"{where}: activation {act!r} must name a torch.nn activation, e.g. 'nn.ReLU()'")
+    saved = Conv.default_act
+    Conv.default_act = cls()
+    try:
+        yield
+    finally:
+        Conv.default_act = saved
+
+
+def parse_model(d: dict, ch: int, verbose: bool = True) -> tuple[nn.Sequential, list[int]]:
+    """Build the layers of a model YAML dict; returns (nn.Sequential of layers, sorted list of saved outputs)."""
+    name = d.get("yaml_file", "model yaml")
+    for key in ("backbone", "head"):
+        if not isinstance(d.get(key), list):
+            raise ModelConfigError(f"{name}: missing or invalid '{key}' (a list of [from, repeats, module, args] rows)")
+    nc = d.get("nc")
+    if not isinstance(nc, int) or nc < 1:
+        raise ModelConfigError(f"{name}: 'nc' (number of classes) must be a positive integer, got {nc!r}")
+    depth, width, max_channels = d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0), float("inf")
+    scales = d.get("scales")
+    if scales:
+        scale = d.get("scale") or next(iter(scales))
+        if scale not in scales:
+            raise ModelConfigError(f"{name}: scale {scale!r} not in scales {list(scales)}")
+        if not isinstance(scales[scale], list) or len(scales[scale]) != 3:
+            raise ModelConfigError(f"{name}: scales.{scale} must be [depth, width, max_channels]")
+        depth, width, max_channels = scales[scale]
+
+    if verbose:
+        LOGGER.info(f"\n{'':>3}{'from':>20}{'n':>3}{'params':>10}  {'module':<45}{'arguments':<30}")
+    chs = [ch]
+    layers, save = [], []
+    rows = d["backbone"] + d["head"]
+    with _activation(d.get("activation"), name):
+        for i, row in enumerate(rows):
+            where = f"{name}, layer {i} ({'backbone' if i < len(d['backbone']) else 'head'} row {row!r})"
+            _check_row(row, i, where)
+            f, n, m_name, args = row
+            spec = _lookup(m_name, where)
+            n = max(round(n * depth), 1) if n > 1 else n
+            args = [_resolve_arg(a, d) for a in args]
+            ctx = BuildContext(ch=chs, f=f, n=n, width=width, max_channels=max_channels, nc=nc)
+            try:
+                args, c2, n = spec.rule(ctx, args)
+                inspect.signature(spec.cls).bind(*args)
+            except (TypeError, IndexError) as e:
+                raise ModelConfigError(f"{where}: wrong arguments for {m_name}: {e}") from None
+            module = nn.Sequential(*(spec.cls(*args) for _ in range(n))) if n > 1 else spec.cls(*args)
+            module.i, module.f, module.type = i, f, m_name
+            module.np = sum(p.numel() for p in module.parameters())
+            if verbose:
+                LOGGER.info(f"{i:>3}{str(f):>20}{n:>3}{module.np:10.0f}  {m_name:<45}{str(args):<30}")
+            save.extend(x % i for x in _as_list(f) if x != -1)
+            layers.append(module)
+            if i == 0:
+                chs = []
+            chs.append(c2)
+    return nn.Sequential(*layers), sorted(save)
+
+
+
+# ------------------------------------------------------------------------------------------------
+# YAML loading
+# ------------------------------------------------------------------------------------------------
+
+_SCALED_NAME = re.compile(r"(yolov\d+)([nslmx])(.*)")
+
+
+def find_model_yaml(name: str | Path) -> Path:
+    """A model yaml by path, or by bare name among the packaged ones (scale letter optional: yolov8n.yaml)."""
+    path = Path(name)
+    if path.suffix not in {".yaml", ".yml"}:
+        raise ModelConfigError(f"model config {str(name)!r} must be a .yaml file")
+    if path.exists():
+        return path
+    candidates = [path.name]
+    m = _SCALED_NAME.fullmatch(path.stem)
+    if m:
+        candidates.append(f"{m.group(1)}{m.group(3)}{path.suffix}")
+    for cand in candidates:
+        hits = sorted(MODEL_DIR.rglob(cand))
+        if hits:
+            return hits[0]
+    packaged = ", ".join(sorted(p.name for p in MODEL_DIR.rglob("*.yaml")))
+    raise FileNotFoundError(f"model config {str(name)!r} not found as a path nor among the packaged models "
+                            f"({packaged}); a scale letter may follow 'yolov8', e.g. yolov8s_BiFormer.yaml")
+
+
+def guess_model_scale(name: str | Path) -> str:
+    """The scale letter of a model file name ('yolov8s_BiFormer.yaml' → 's'), or '' when there is none."""
+    m = _SCALED_NAME.fullmatch(Path(name).stem)
+    return m.group(2) if m else ""
+
+
+def _with_scale(path: str | Path, scale: str) -> str:
+    return re.sub(r"^(yolov\d+)", rf"\g<1>{scale}", Path(path).name)
+
+
+def yaml_model_load(path: str | Path) -> dict:
+    """Load a model yaml (safe_load); the scale comes from the file name and is stored under 'scale'."""
+    file = find_model_yaml(path)
+    d = yaml_load(file)
+    d["scale"] = guess_model_scale(path)
+    d["yaml_file"] = str(path)
+    if d.get("scales") and not d["scale"]:
+        d["scale"] = next(iter(d["scales"]))
+        LOGGER.warning(f"WARNING ⚠️ no model scale in {Path(path).name!r}; assuming scale {d['scale']!r}. "
+                       f"Put the scale letter after yolov8 in the name (e.g. {_with_scale(path, d['scale'])}) to choose.")
+    elif d["scale"] and d.get("scales") and d["scale"] not in d["scales"]:
+        raise ModelConfigError(f"{path}: scale {d['scale']!r} is not among its scales {list(d['scales'])}")
+    return d
+
+
+# ------------------------------------------------------------------------------------------------
+# The detection model
+# ------------------------------------------------------------------------------------------------
+
+
+class DetectionModel(nn.Module):
+    """A YOLOv8 detector built from a YAML file or dict."""
+
+    def __init__(self, cfg: str | Path | dict = "yolov8n.yaml", ch: int = 3, nc: int | None = None,
+                 verbose: bool = True):
+        super().__init__()
+        self.yaml = deepcopy(cfg) if isinstance(cfg, dict) else yaml_model_load(cfg)
+        self.yaml.setdefault("yaml_file", "model yaml")
+        ch = self.yaml["ch"] = self.yaml.get("ch", ch)
+        if nc and nc != self.yaml.get("nc"):
+            if verbose:
+                LOGGER.info(f"Overriding model.yaml nc={self.yaml.get('nc')} with nc={nc}")
+            self.yaml["nc"] = nc
+        self.model, self.save = parse_model(deepcopy(self.yaml), ch=ch, verbose=verbose)
+        self.names = {i: str(i) for i in range(self.yaml["nc"])}
+        self.args: Any = None  # training hyperparameters (box, cls, dfl) for the loss, set by the trainer
+        self.criterion = None
+
+        head = self.model[-1]
+        if not isinstance(head, Detect):
+            raise ModelConfigError(f"{self.yaml['yaml_file']}: the last layer must be Detect, got {type(head).__name__}")
+        self.stride = self._compute_strides(head, ch)
+        head.bias_init()
+        _init_weights(self)
+        if verbose:
+            self.info()
+
+    def _compute_strides(self, head: Detect, ch: int, s: int = 256) -> torch.Tensor:
+        """Strides of the head's inputs from a dry run at s×s (eval mode, no grad: BN statistics untouched)."""
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            _, raw = self._predict_once(torch.zeros(1, ch, s, s))
+        self.train(was_training)
+        head.stride = torch.tensor([s / x.shape[-2] for x in raw])
+        return head.stride
+
+    def forward(self, x, *args, **kwargs):
+        """A tensor → predictions; a batch dict (with 'img') → (loss, loss items)."""
+        if isinstance(x, dict):
+            return self.loss(x, *args, **kwargs)
+        return self.predict(x, *args, **kwargs)
+
+    def predict(self, x: torch.Tensor, augment: bool = False) -> Any:
+        if augment:
+            raise NotImplementedError("test-time augmentation (augment=True) is not supported yet")
+        stride = getattr(self, "stride", None)
+        if stride is not None and x.dim() == 4:
+            s = int(stride.max())
+            if x.shape[-2] % s or x.shape[-1] % s:
+                raise ValueError(f"input size {x.shape[-2]}×{x.shape[-1]} is not a multiple of the model stride {s}; "
+                                 f"letterbox or resize the image to multiples of {s} (e.g. imgsz=640)")
+        return self._predict_once(x)
+
+    def _predict_once(self, x: torch.Tensor) -> Any:
+        outputs: list[torch.Tensor | None] = []
+        for m in self.model:
+            if m.f != -1:
+                x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+            x = m(x)
+            outputs.append(x if m.i in self.save else None)
+        return x
+
+    def loss(self, batch: dict, preds: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Detection loss of a batch (computes predictions when not given)."""
+        if self.criterion is None:
+            from ultralytics.utils.loss import DetectionLoss
+
+            self.criterion = DetectionLoss(self)
+        if preds is None:
+            preds = self.predict(batch["img"])
+        return self.criterion(preds, batch)
+
+    def fuse(self, verbose: bool = True) -> DetectionModel:
+        """Fold every Conv's BatchNorm into its convolution (inference speed-up; outputs unchanged)."""
+        from ultralytics.utils.torch_utils import fuse_conv_and_bn
+
+        for m in self.model.modules():
+            if isinstance(m, Conv) and hasattr(m, "bn"):
+                m.conv = fuse_conv_and_bn(m.conv, m.bn)
+                delattr(m, "bn")
+                m.forward = m.forward_fuse
+        if verbose:
+            self.info()
+        return self
+
+    def is_fused(self) -> bool:
+        return not any(isinstance(m, nn.BatchNorm2d) for m in self.modules())
+
+    def info(self, detailed: bool = False, verbose: bool = True, imgsz: int = 640) -> tuple[int, int, int, float]:
+        """Print and return (layers, parameters, gradients, GFLOPs at imgsz)."""
+        from ultralytics.utils.torch_utils import model_info
+
+        return model_info(self, detailed=detailed, verbose=verbose, imgsz=imgsz)
+
+
+def _init_weights(model: nn.Module) -> None:
+    """BatchNorm eps 1e-3 and momentum 0.03 (YOLOv8's), in-place activations."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps = 1e-3
+            m.momentum = 0.03
+        elif isinstance(m, (nn.Hardswish, nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.SiLU)):
+            m.inplace = True

@@ -1,0 +1,99 @@
+"""Package-wide constants, logging and user settings."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]  # the `ultralytics` package folder
+CFG_DIR = ROOT / "cfg"
+DEFAULT_CFG_PATH = CFG_DIR / "default.yaml"
+RANK = int(os.getenv("RANK", -1))
+LOCAL_RANK = int(os.getenv("LOCAL_RANK", -1))
+NUM_THREADS = min(8, max(1, (os.cpu_count() or 1) - 1))
+
+
+def _make_logger() -> logging.Logger:
+    logger = logging.getLogger("ultralytics")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    # Only rank 0 (or a single process) talks; other DDP ranks stay quiet.
+    logger.setLevel(logging.INFO if RANK in {-1, 0} else logging.WARNING)
+    return logger
+
+
+LOGGER = _make_logger()
+
+
+def user_config_dir() -> Path:
+    """Folder for the user settings file (override with YOLO_CONFIG_DIR)."""
+    env = os.getenv("YOLO_CONFIG_DIR")
+    path = Path(env) if env else Path.home() / ".config" / "Ultralytics-BiFormer"
+    return path
+
+
+def yaml_load(file: str | Path) -> dict:
+    """Load a YAML file with `yaml.safe_load`; an empty file gives {}."""
+    with open(file, encoding="utf-8", errors="replace") as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{file}: expected a YAML mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def yaml_save(file: str | Path, data: dict) -> None:
+    """Write a dict as YAML (paths become strings), atomically."""
+    file = Path(file)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    plain = {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
+    tmp = file.with_suffix(file.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        yaml.safe_dump(plain, f, sort_keys=False, allow_unicode=True)
+    os.replace(tmp, file)
+
+
+class Settings(dict):
+    """User settings (`datasets_dir`, `runs_dir`, ...) persisted in a YAML file."""
+
+    def __init__(self, file: str | Path | None = None):
+        self.file = Path(file) if file else user_config_dir() / "settings.yaml"
+        cwd = Path.cwd()
+        self.defaults: dict[str, Any] = {
+            "datasets_dir": str(cwd / "datasets"),
+            "runs_dir": str(cwd / "runs"),
+            "weights_dir": str(cwd / "weights"),
+        }
+        super().__init__(self.defaults)
+        if self.file.exists():
+            try:
+                stored = yaml_load(self.file)
+            except (OSError, yaml.YAMLError, ValueError) as e:
+                LOGGER.warning(f"WARNING ⚠️ settings file {self.file} unreadable ({e}); using defaults")
+                stored = {}
+            self.update({k: v for k, v in stored.items() if k in self.defaults})
+
+    def update(self, *args, **kwargs) -> None:  # type: ignore[override]
+        new = dict(*args, **kwargs)
+        unknown = set(new) - set(self.defaults)
+        if unknown:
+            raise KeyError(f"unknown setting(s) {sorted(unknown)}; valid settings are {sorted(self.defaults)}")
+        super().update(new)
+
+    def save(self) -> None:
+        yaml_save(self.file, dict(self))
+
+    def reset(self) -> None:
+        self.clear()
+        super().update(self.defaults)
+        self.save()
+
+
+SETTINGS = Settings()

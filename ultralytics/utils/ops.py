@@ -1,0 +1,134 @@
+"""Pure box operations on tensors and arrays (formats, clipping, rescaling), in the style of torchvision.ops."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+Boxes = "torch.Tensor | np.ndarray"
+
+
+def _empty_like(x):
+    return x.clone() if isinstance(x, torch.Tensor) else np.copy(x)
+
+
+def xywh2xyxy(x):
+    """(cx, cy, w, h) → (x1, y1, x2, y2); works on the last dimension of tensors or arrays."""
+    y = _empty_like(x)
+    half_w, half_h = x[..., 2] / 2, x[..., 3] / 2
+    y[..., 0] = x[..., 0] - half_w
+    y[..., 1] = x[..., 1] - half_h
+    y[..., 2] = x[..., 0] + half_w
+    y[..., 3] = x[..., 1] + half_h
+    return y
+
+
+def xyxy2xywh(x):
+    """(x1, y1, x2, y2) → (cx, cy, w, h)."""
+    y = _empty_like(x)
+    y[..., 0] = (x[..., 0] + x[..., 2]) / 2
+    y[..., 1] = (x[..., 1] + x[..., 3]) / 2
+    y[..., 2] = x[..., 2] - x[..., 0]
+    y[..., 3] = x[..., 3] - x[..., 1]
+    return y
+
+
+def xywhn2xyxy(x, w: float = 640, h: float = 640, padw: float = 0, padh: float = 0):
+    """Normalised (cx, cy, w, h) → pixel (x1, y1, x2, y2), shifted by the padding."""
+    y = xywh2xyxy(x)
+    y[..., [0, 2]] = y[..., [0, 2]] * w + padw
+    y[..., [1, 3]] = y[..., [1, 3]] * h + padh
+    return y
+
+
+def xyxy2xywhn(x, w: float = 640, h: float = 640, clip: bool = False, eps: float = 0.0):
+    """Pixel (x1, y1, x2, y2) → normalised (cx, cy, w, h), optionally clipping to the image first."""
+    if clip:
+        x = clip_boxes(_empty_like(x), (h - eps, w - eps))
+    y = xyxy2xywh(x)
+    y[..., [0, 2]] = y[..., [0, 2]] / w
+    y[..., [1, 3]] = y[..., [1, 3]] / h
+    return y
+
+
+def clip_boxes(boxes, shape: tuple[int, int]):
+    """Clip xyxy boxes in place to an image of shape (h, w) and return them."""
+    h, w = shape[:2]
+    if isinstance(boxes, torch.Tensor):
+        boxes[..., 0].clamp_(0, w)
+        boxes[..., 1].clamp_(0, h)
+        boxes[..., 2].clamp_(0, w)
+        boxes[..., 3].clamp_(0, h)
+    else:
+        boxes[..., [0, 2]] = boxes[..., [0, 2]].clip(0, w)
+        boxes[..., [1, 3]] = boxes[..., [1, 3]].clip(0, h)
+    return boxes
+
+
+def scale_boxes(img1_shape, boxes, img0_shape, ratio_pad=None, padding: bool = True):
+    """Map xyxy boxes from a letterboxed image of shape img1_shape back to the original img0_shape.
+
+    ratio_pad is ((gain_h, gain_w), (pad_w, pad_h)) as recorded by the letterbox; without it the
+    gain and centred padding are recomputed from the two shapes.
+    """
+    if ratio_pad is None:
+        gain = min(img1_shape[0] / img0_shape[0], img1_shape[1] / img0_shape[1])
+        pad_w = round((img1_shape[1] - img0_shape[1] * gain) / 2 - 0.1)
+        pad_h = round((img1_shape[0] - img0_shape[0] * gain) / 2 - 0.1)
+    else:
+        gain = ratio_pad[0][0]
+        pad_w, pad_h = ratio_pad[1]
+    if padding:
+        boxes[..., [0, 2]] -= pad_w
+        boxes[..., [1, 3]] -= pad_h
+    boxes[..., :4] /= gain
+    return clip_boxes(boxes, img0_shape)
+
+
+def make_divisible(x: float, divisor: int) -> int:
+    """Smallest multiple of `divisor` that is >= x."""
+    if isinstance(divisor, torch.Tensor):
+        divisor = int(divisor.max())
+    return int(math.ceil(x / divisor) * divisor)
+
+
+def non_max_suppression(prediction, conf_thres: float = 0.25, iou_thres: float = 0.45, classes=None,
+                        agnostic: bool = False, max_det: int = 300, multi_label: bool = False,
+                        max_nms: int = 30000, max_wh: float = 7680.0) -> list[torch.Tensor]:
+    """Per-image NMS of the eval output (B, 4 + nc, anchors) of Detect (xywh pixels, class scores).
+
+    Returns a list of (n, 6) tensors [x1, y1, x2, y2, conf, cls], best first, at most `max_det` rows.
+    `multi_label` keeps every class above `conf_thres` for a box (validation), else only its best class.
+    `classes` keeps only those class ids; `agnostic` runs one NMS over all classes. The top `max_nms`
+    candidates by confidence enter torchvision's batched_nms. (`max_wh` is kept for API compatibility.)
+    """
+    import torchvision
+
+    if isinstance(prediction, (list, tuple)):  # (y, raw) from an eval-mode forward
+        prediction = prediction[0]
+    if not 0 <= conf_thres <= 1 or not 0 <= iou_thres <= 1:
+        raise ValueError(f"conf_thres={conf_thres} and iou_thres={iou_thres} must lie in [0, 1]")
+    nc = prediction.shape[1] - 4
+    keep_cls = None if classes is None else torch.as_tensor(classes, device=prediction.device).view(-1)
+    output = []
+    for x in prediction.transpose(1, 2):  # (anchors, 4 + nc) per image
+        boxes, scores = xywh2xyxy(x[:, :4]), x[:, 4:4 + nc]
+        if multi_label and nc > 1:
+            i, j = (scores > conf_thres).nonzero(as_tuple=True)
+            boxes, conf, cls = boxes[i], scores[i, j], j
+        else:
+            conf, cls = scores.max(1)
+            m = conf > conf_thres
+            boxes, conf, cls = boxes[m], conf[m], cls[m]
+        if keep_cls is not None:
+            m = (cls.view(-1, 1) == keep_cls).any(1)
+            boxes, conf, cls = boxes[m], conf[m], cls[m]
+        if conf.numel() > max_nms:
+            top = conf.topk(max_nms).indices
+            boxes, conf, cls = boxes[top], conf[top], cls[top]
+        groups = torch.zeros_like(cls) if agnostic else cls
+        idx = torchvision.ops.batched_nms(boxes.float(), conf.float(), groups, iou_thres)[:max_det]
+        output.append(torch.cat((boxes[idx], conf[idx, None], cls[idx, None].to(boxes.dtype)), 1))
+    return output
