@@ -1,0 +1,204 @@
+"""Tests of the `yolo` command line: special commands, dispatch to a fake model, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import ultralytics
+from ultralytics.cfg import CfgError, DEFAULT_CFG_DICT, cli, entrypoint
+from ultralytics.utils import SETTINGS, yaml_load
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class FakeModel:
+    """Stands in for the YOLO facade and records what the CLI calls."""
+
+    calls: list = []
+    fail_with: BaseException | None = None
+
+    def __init__(self, name):
+        FakeModel.calls.append(("init", name, {}))
+
+    def _record(self, mode, kwargs):
+        FakeModel.calls.append((mode, None, kwargs))
+        if FakeModel.fail_with is not None:
+            raise FakeModel.fail_with
+        return "done"
+
+    def train(self, **kw):
+        return self._record("train", kw)
+
+    def val(self, **kw):
+        return self._record("val", kw)
+
+    def predict(self, **kw):
+        return self._record("predict", kw)
+
+    def export(self, **kw):
+        return self._record("export", kw)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    FakeModel.calls = []
+    FakeModel.fail_with = None
+    monkeypatch.setattr(cli, "_load_model", FakeModel)
+    monkeypatch.delenv("YOLO_TRACEBACK", raising=False)
+    return FakeModel
+
+
+def run(argv, capsys):
+    rc = entrypoint(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("argv", [[], ["help"], ["-h"], ["--help"], ["train", "help"]])
+def test_help(argv, capsys):
+    rc, out, _ = run(argv, capsys)
+    assert rc == 0 and "Usage: yolo" in out
+    assert "yolo detect train model=yolov8_BiFormer.yaml data=coco128.yaml epochs=3 imgsz=320" in out
+    assert "yolo export model=runs/detect/train/weights/best.pt format=onnx" in out
+    assert "yolo settings" in out and "yolo cfg" in out
+
+
+def test_version(capsys):
+    rc, out, _ = run(["version"], capsys)
+    assert rc == 0 and out.strip() == ultralytics.__version__
+
+
+def test_cfg_prints_default_yaml(capsys):
+    rc, out, _ = run(["cfg"], capsys)
+    assert rc == 0 and "lr0: 0.01" in out and "#" in out  # the commented file itself
+    assert yaml.safe_load(out)["epochs"] == DEFAULT_CFG_DICT["epochs"]
+
+
+def test_settings_show_update_reset(capsys):
+    rc, out, _ = run(["settings"], capsys)
+    assert rc == 0 and str(SETTINGS.file) in out and "datasets_dir" in out
+    new_dir = str(SETTINGS.file.parent / "my_datasets")
+    rc, out, _ = run(["settings", f"datasets_dir={new_dir}"], capsys)
+    assert rc == 0 and SETTINGS["datasets_dir"] == new_dir
+    assert yaml_load(SETTINGS.file)["datasets_dir"] == new_dir  # saved to the (isolated) settings file
+    rc, out, _ = run(["settings", "reset"], capsys)
+    assert rc == 0 and SETTINGS["datasets_dir"] == SETTINGS.defaults["datasets_dir"]
+    assert yaml_load(SETTINGS.file)["datasets_dir"] == SETTINGS.defaults["datasets_dir"]
+
+
+def test_settings_errors(capsys):
+    rc, _, err = run(["settings", "dataset_dir=/x"], capsys)
+    assert rc == 2 and err.startswith("ERROR ❌") and "datasets_dir" in err
+    rc, _, err = run(["settings", "bogus"], capsys)
+    assert rc == 2 and "key=value" in err
+
+
+@pytest.mark.parametrize("argv, mode, model, kwargs", [
+    (["detect", "train", "model=yolov8_BiFormer.yaml", "data=coco128.yaml", "epochs=3", "imgsz=320"],
+     "train", "yolov8_BiFormer.yaml", {"data": "coco128.yaml", "epochs": 3, "imgsz": 320}),
+    (["train", "data=coco128.yaml"], "train", "yolov8_BiFormer.yaml", {"data": "coco128.yaml"}),
+    (["detect", "val", "model=runs/detect/train/weights/best.pt", "data=coco128.yaml", "conf=0.01"],
+     "val", "runs/detect/train/weights/best.pt", {"data": "coco128.yaml", "conf": 0.01}),
+    (["detect", "predict", "model=best.pt", "source=path/to/images_or_video", "classes=[0,2]", "show"],
+     "predict", "best.pt", {"source": "path/to/images_or_video", "classes": [0, 2], "show": True}),
+    (["export", "model=best.pt", "format=onnx", "half=True", "opset=12"],
+     "export", "best.pt", {"format": "onnx", "half": True, "opset": 12}),
+    (["train", "epochs", "=", "3", "lr0=", "0.02", "device", "=0,1", "name=2024", "amp=False"],
+     "train", "yolov8_BiFormer.yaml", {"epochs": 3, "lr0": 0.02, "device": "0,1", "name": "2024", "amp": False}),
+    (["task=detect", "mode=val", "model=m.pt", "imgsz=640,480", "batch=-1"],
+     "val", "m.pt", {"imgsz": [640, 480], "batch": -1}),
+    (["train", "resume", "model=runs/detect/train/weights/last.pt"],
+     "train", "runs/detect/train/weights/last.pt", {"resume": True}),
+    (["model=m.yaml", "epochs=2"], "train", "m.yaml", {"epochs": 2}),  # no mode: train, with a warning
+])
+def test_dispatch(fake, capsys, argv, mode, model, kwargs):
+    rc, _, err = run(argv, capsys)
+    assert rc == 0, err
+    assert fake.calls == [("init", model, {}), (mode, None, kwargs)]
+
+
+def test_dispatch_with_cfg_file(fake, capsys, tmp_path):
+    custom = tmp_path / "custom.yaml"
+    custom.write_text("model: from_file.yaml\nmode: val\nepochs: 4\n")
+    rc, _, err = run([f"cfg={custom}", "lr0=0.005"], capsys)
+    assert rc == 0, err
+    assert fake.calls == [("init", "from_file.yaml", {}), ("val", None, {"cfg": str(custom), "lr0": 0.005})]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["train", "epochs=-1"], ["epochs", ">= 1"]),
+    (["train", "imgsz=abc"], ["imgsz", "abc"]),
+    (["train", "batch=0"], ["batch"]),
+    (["train", "epochs=3", "foo=1"], ["'foo'"]),
+    (["train", "lr=0.1"], ["'lr'", "lr0"]),
+    (["train", "epoch=3"], ["'epoch'", "epochs"]),
+    (["trian"], ["'trian'", "train"]),
+    (["segment", "train"], ["only detect"]),
+    (["task=pose", "train"], ["only detect"]),
+    (["track", "model=a.pt"], ["track", "not supported"]),
+    (["benchmark", "model=a.pt"], ["benchmark", "not supported"]),
+    (["train", "val"], ["two modes"]),
+    (["val"], ["needs a model"]),
+    (["predict", "model=a.pt"], ["needs a source"]),
+    (["train", "save_period"], ["needs a value"]),
+    (["train", "version"], ["must come first"]),
+    (["train", "=3"], ["no key"]),
+    (["train", "cfg=does_not_exist.yaml"], ["does_not_exist.yaml", "not found"]),
+])
+def test_user_errors_are_one_line_with_exit_code_2(fake, capsys, argv, words):
+    rc, _, err = run(argv, capsys)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ERROR ❌ ") and "Traceback" not in err
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+    assert fake.calls == []  # validation happens before any model is built
+
+
+def test_not_implemented_mode(fake, capsys):
+    fake.fail_with = NotImplementedError("export to onnx")
+    rc, _, err = run(["export", "model=best.pt", "format=onnx"], capsys)
+    assert rc == 2 and err.strip() == "ERROR ❌ 'export' arrives in a later release (export to onnx)"
+
+
+@pytest.mark.parametrize("exc", [ValueError("bad\ndataset"), KeyError("names"), FileNotFoundError("no data.yaml")])
+def test_engine_errors_are_one_line(fake, capsys, exc):
+    fake.fail_with = exc
+    rc, _, err = run(["train", "data=x.yaml"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and err.startswith("ERROR ❌ ")
+    assert "bad dataset" in err or "names" in err or "no data.yaml" in err
+
+
+def test_other_exceptions_propagate(fake, capsys):
+    fake.fail_with = RuntimeError("CUDA out of memory")
+    with pytest.raises(RuntimeError):
+        entrypoint(["train"])
+
+
+def test_traceback_env(fake, monkeypatch):
+    monkeypatch.setenv("YOLO_TRACEBACK", "1")
+    with pytest.raises(CfgError, match="epochs"):
+        entrypoint(["train", "epochs=-1"])
+
+
+def test_real_subprocess(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "YOLO_CONFIG_DIR": str(tmp_path)}
+    env.pop("YOLO_TRACEBACK", None)
+    py = [sys.executable, "-m", "ultralytics"]
+    out = subprocess.run([*py, "version"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == ultralytics.__version__
+    out = subprocess.run([*py, "help"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert out.returncode == 0 and "Usage: yolo" in out.stdout
+    out = subprocess.run([*py, "train", "epochs=-1"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert out.returncode == 2 and out.stderr.startswith("ERROR ❌") and "Traceback" not in out.stderr
+    script = Path(sys.executable).with_name("yolo")
+    if script.exists():  # the installed console script, when `pip install -e .` has run
+        out = subprocess.run([str(script), "version"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                             timeout=60)
+        assert out.returncode == 0 and out.stdout.strip() == ultralytics.__version__

@@ -1,0 +1,258 @@
+"""The `yolo` command line: `yolo [task] mode key=value ...` and the special commands.
+
+Errors a user can cause are printed as one line, `ERROR ❌ <message>`, on stderr with exit code 2;
+set the environment variable YOLO_TRACEBACK=1 to get the full traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ultralytics.cfg import (
+    DEFAULT_CFG_DICT,
+    MODES,
+    OTHER_MODES,
+    OTHER_TASKS,
+    STR_KEYS,
+    TASKS,
+    CfgError,
+    check_cfg,
+    close_matches,
+    get_cfg,
+    parse_value,
+)
+from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, SETTINGS
+
+DEFAULT_TRAIN_MODEL = "yolov8_BiFormer.yaml"
+SPECIAL_COMMANDS = ("help", "version", "cfg", "settings")
+USER_ERRORS = (CfgError, FileNotFoundError, ValueError, KeyError, TypeError, NotImplementedError)
+EXIT_USER_ERROR = 2
+
+HELP = f"""
+Usage: yolo [TASK] MODE [key=value ...]      (or: yolo help | version | cfg | settings)
+
+    TASK  detect (the default; the only task this release implements)
+    MODE  {' | '.join(MODES)}
+    key=value  any key of the default config (`yolo cfg` lists them all), e.g. epochs=3 imgsz=320
+
+Examples:
+    yolo detect train model=yolov8_BiFormer.yaml data=coco128.yaml epochs=3 imgsz=320
+    yolo detect val model=runs/detect/train/weights/best.pt data=coco128.yaml
+    yolo detect predict model=runs/detect/train/weights/best.pt source=path/to/images_or_video
+    yolo export model=runs/detect/train/weights/best.pt format=onnx
+    yolo train cfg=custom.yaml lr0=0.005      # a yaml of your own, then key=value on top
+
+Special commands:
+    yolo help                     this message
+    yolo version                  the installed version
+    yolo cfg                      print the default config (default.yaml)
+    yolo settings                 show the user settings and where they are stored
+    yolo settings key=value       change a setting, e.g. yolo settings datasets_dir=/data
+    yolo settings reset           restore the default settings
+
+Values are read as YAML: 640 is an int, 0.01 a float, True/False a bool, None empty,
+[0,2] a list; anything else is text. `train` uses model={DEFAULT_TRAIN_MODEL} when none is given.
+Set YOLO_TRACEBACK=1 to see full tracebacks instead of one-line errors.
+"""
+
+
+def _load_model(name: str) -> Any:
+    """Build the YOLO facade for `name` (a model yaml or a checkpoint). Tests replace this function."""
+    try:
+        from ultralytics.engine.model import YOLO
+    except ModuleNotFoundError as e:
+        if e.name in ("ultralytics.engine", "ultralytics.engine.model"):
+            raise NotImplementedError("the YOLO engine (ultralytics/engine/model.py) is not available yet") from e
+        raise
+    return YOLO(name)
+
+
+def merge_equals_args(args: list[str]) -> list[str]:
+    """Join `key = value`, `key= value` and `key =value` (split by the shell) into `key=value`."""
+    words = set(TASKS + OTHER_TASKS + MODES + OTHER_MODES + SPECIAL_COMMANDS)
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        nxt = args[i + 1] if i + 1 < len(args) else None
+        key_before = bool(out) and "=" not in out[-1] and out[-1].lower() not in words
+        if a == "=" and key_before and nxt is not None:  # key = value
+            out[-1] += "=" + nxt
+            i += 2
+        elif a.startswith("=") and a != "=" and key_before:  # key =value
+            out[-1] += a
+            i += 1
+        elif a.endswith("=") and a.count("=") == 1 and nxt is not None and "=" not in nxt:  # key= value
+            out.append(a + nxt)
+            i += 2
+        else:
+            out.append(a)
+            i += 1
+    return out
+
+
+def parse_key_value(arg: str) -> tuple[str, Any]:
+    """Split `key=value` and parse the value; text keys (name=2024, model=...) keep the exact text."""
+    key, _, text = arg.partition("=")
+    key = key.strip().lstrip("-")
+    if not key:
+        raise CfgError(f"'{arg}' has no key; write key=value, e.g. epochs=3")
+    value = parse_value(text)
+    if key in STR_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = text.strip()
+    return key, value
+
+
+def _bare_word(word: str, overrides: dict[str, Any]) -> None:
+    """Put a word without `=` (a task, a mode or a boolean key) into `overrides`, or raise CfgError."""
+    lower = word.lower()
+    if lower in TASKS or lower in OTHER_TASKS:
+        _set_once(overrides, "task", lower)
+    elif lower in MODES or lower in OTHER_MODES:
+        _set_once(overrides, "mode", lower)
+    elif word in SPECIAL_COMMANDS:
+        raise CfgError(f"'{word}' is a command of its own and must come first: yolo {word}")
+    elif isinstance(DEFAULT_CFG_DICT.get(word), bool):
+        overrides[word] = True  # `yolo predict show` means show=True, `yolo train resume` resume=True
+    elif word in DEFAULT_CFG_DICT:
+        raise CfgError(f"'{word}' needs a value: write {word}=<value>, e.g. {word}={DEFAULT_CFG_DICT[word]}")
+    else:
+        words = list(TASKS + MODES + SPECIAL_COMMANDS) + sorted(DEFAULT_CFG_DICT)
+        similar = close_matches(word, words) or close_matches(lower, words)
+        hint = f"; did you mean {', '.join(similar)}?" if similar else "; see `yolo help`"
+        raise CfgError(f"'{word}' is not a valid YOLO task, mode or argument{hint}")
+
+
+def _set_once(overrides: dict[str, Any], key: str, value: str) -> None:
+    if key in overrides and overrides[key] != value:
+        raise CfgError(f"two {key}s given ('{overrides[key]}' and '{value}'); give one")
+    overrides[key] = value
+
+
+def _print_help() -> int:
+    print(HELP.strip("\n"))
+    return 0
+
+
+def _print_settings() -> None:
+    print(f"Settings file: {SETTINGS.file}")
+    print(yaml.safe_dump(dict(SETTINGS), sort_keys=False, allow_unicode=True).rstrip())
+
+
+def settings_command(args: list[str]) -> int:
+    """`yolo settings [key=value ...|reset]`: show, update-and-save or reset the user settings."""
+    if args == ["reset"]:
+        SETTINGS.reset()
+        print("Settings reset to their defaults.")
+    elif args:
+        known = getattr(SETTINGS, "defaults", dict(SETTINGS))
+        updates: dict[str, Any] = {}
+        for arg in args:
+            if "=" not in arg:
+                raise CfgError(f"'{arg}' is not key=value; use `yolo settings key=value` or `yolo settings reset`")
+            key, _, text = arg.partition("=")
+            key, text = key.strip(), text.strip()
+            if key not in known:
+                similar = close_matches(key, known)
+                hint = f"; similar settings: {', '.join(similar)}" if similar else ""
+                raise CfgError(f"'{key}' is not a valid setting{hint}; valid settings are {', '.join(known)}")
+            value = parse_value(text)
+            if isinstance(known[key], str):
+                if value is None:
+                    raise CfgError(f"setting '{key}' needs a value, e.g. {key}={known[key]}")
+                value = str(Path(text).expanduser()) if key.endswith("_dir") else text
+            updates[key] = value
+        SETTINGS.update(updates)
+        SETTINGS.save()
+        print(f"Settings updated: {', '.join(f'{k}={v}' for k, v in updates.items())}")
+    _print_settings()
+    return 0
+
+
+def run_mode(args: list[str]) -> int:
+    """Parse `[task] mode key=value ...`, validate everything, then call the model's mode method."""
+    overrides: dict[str, Any] = {}
+    for arg in args:
+        if "=" in arg:
+            key, value = parse_key_value(arg)
+            if key in ("task", "mode") and isinstance(value, str):
+                _set_once(overrides, key, value.lower())
+            else:
+                overrides[key] = value
+        else:
+            _bare_word(arg, overrides)
+
+    overrides = check_cfg(overrides)  # unknown keys and bad values fail here, before any model is built
+    cfg = get_cfg(DEFAULT_CFG_PATH, overrides)  # also reads a cfg= file
+    mode = cfg.mode
+    if "mode" not in overrides and "cfg" not in overrides:
+        LOGGER.warning(f"WARNING ⚠️ no mode given, running mode={mode}; choose one of {', '.join(MODES)}")
+
+    model = cfg.model
+    if model is None:
+        if mode != "train":
+            raise CfgError(f"'yolo {mode}' needs a model, e.g. yolo {mode} model=runs/detect/train/weights/best.pt")
+        model = DEFAULT_TRAIN_MODEL
+        LOGGER.warning(f"WARNING ⚠️ no model given, training model={model}")
+    if mode == "predict" and cfg.source is None:
+        raise CfgError("'yolo predict' needs a source, e.g. source=path/to/images_or_video")
+
+    kwargs = {k: v for k, v in overrides.items() if k not in ("model", "mode", "task")}
+    try:
+        yolo = _load_model(str(model))
+        getattr(yolo, mode)(**kwargs)
+    except NotImplementedError as e:
+        if _want_traceback():
+            raise
+        detail = f" ({_one_line(e)})" if str(e) else ""
+        print(f"ERROR ❌ '{mode}' arrives in a later release{detail}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    return 0
+
+
+def _want_traceback() -> bool:
+    return os.getenv("YOLO_TRACEBACK", "").strip().lower() in ("1", "true", "yes")
+
+
+def _one_line(e: BaseException) -> str:
+    msg = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
+    msg = " ".join(str(msg).split())
+    return msg or type(e).__name__
+
+
+def _dispatch(args: list[str]) -> int:
+    if not args or any(a in ("help", "-h", "--help") for a in args):
+        return _print_help()
+    first = args[0]
+    if first in ("version", "--version"):
+        from ultralytics import __version__
+
+        print(__version__)
+        return 0
+    if first == "cfg":
+        print(Path(DEFAULT_CFG_PATH).read_text(encoding="utf-8").rstrip())
+        return 0
+    if first == "settings":
+        return settings_command(args[1:])
+    return run_mode(args)
+
+
+def entrypoint(argv: list[str] | None = None) -> int:
+    """Run the `yolo` command with `argv` (default: sys.argv[1:]); return the exit code."""
+    args = merge_equals_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        if _want_traceback():
+            raise
+        hint = "" if isinstance(e, (CfgError, FileNotFoundError)) else " (YOLO_TRACEBACK=1 shows the traceback)"
+        print(f"ERROR ❌ {_one_line(e)}{hint}", file=sys.stderr)
+        return EXIT_USER_ERROR
