@@ -1,8 +1,9 @@
 """The offline default dataset: a deterministic generator of coloured shapes on cluttered backgrounds (YOLO format).
 
-Five classes told apart by shape (circle, square, triangle, star, cross), 1-6 objects per image, each 12-45 % of
-the image side, any colour, random rotation, limited overlap, on gradient / blotchy-noise / line-clutter
-backgrounds. Every image draws from its own seeded generator, so the same seed gives byte-identical files.
+Five classes (circle, square, triangle, star, cross), 1-6 objects per image, each 12-45 % of the image side,
+random rotation, limited overlap, on gradient / blotchy-noise / line-clutter backgrounds. Each class has its own
+hue band (red, green, blue, yellow, magenta, jittered) with varied saturation and brightness: shape and colour
+together make the classes learnable within minutes on a CPU, which is what the offline default run needs. Every image draws from its own seeded generator, so the same seed gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ NAMES = {0: "circle", 1: "square", 2: "triangle", 3: "star", 4: "cross"}
 SPLITS = {"train": 0, "val": 1}
 SIZE_RANGE = (0.12, 0.45)  # object bbox side as a fraction of the image side
 MAX_OBJECTS = 6
+CLASS_HUES = {0: 0, 1: 60, 2: 120, 3: 30, 4: 150}  # OpenCV hue (0-180) of each class: red green blue yellow magenta
+HUE_JITTER = 8
 MAX_OVERLAP = 0.3  # intersection over the smaller box area allowed between two objects
 
 
@@ -76,11 +79,12 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _colour(rng: np.random.Generator, bg_mean: np.ndarray) -> tuple[int, int, int]:
-    """A saturated colour far enough from the local background mean."""
+def _colour(rng: np.random.Generator, cls: int, bg_mean: np.ndarray) -> tuple[int, int, int]:
+    """A saturated colour in the class's hue band, far enough from the local background mean."""
     best, best_d = None, -1.0
     for _ in range(12):
-        hsv = np.array([[[rng.integers(0, 180), rng.integers(120, 256), rng.integers(110, 256)]]], np.uint8)
+        hue = (CLASS_HUES[cls] + int(rng.integers(-HUE_JITTER, HUE_JITTER + 1))) % 180
+        hsv = np.array([[[hue, rng.integers(150, 256), rng.integers(140, 256)]]], np.uint8)
         bgr = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float64)
         d = float(np.linalg.norm(bgr - bg_mean))
         if d > best_d:
@@ -121,7 +125,7 @@ def render_image(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray,
         else:
             continue
         x1, y1, x2, y2 = (int(v) for v in np.clip(box, 0, size - 1))
-        colour = _colour(rng, img[y1:y2 + 1, x1:x2 + 1].reshape(-1, 3).mean(0))
+        colour = _colour(rng, cls, img[y1:y2 + 1, x1:x2 + 1].reshape(-1, 3).mean(0))
         if cls == 0:
             cv2.circle(img, (int(round(cx * 16)), int(round(cy * 16))), int(round(side / 2 * 16)), colour, -1,
                        cv2.LINE_AA, shift=4)

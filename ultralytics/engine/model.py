@@ -1,0 +1,161 @@
+"""The YOLO facade: build from a yaml or load one of our checkpoints, then train / val (predict / export later)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ultralytics.utils import DEFAULT_CFG_PATH, SETTINGS
+
+# Train keys a checkpoint passes on to later val()/train() calls on the same YOLO object.
+CKPT_ARGS = ("imgsz", "data", "single_cls")
+
+
+class YOLO:
+    """YOLOv8 detector: `YOLO("yolov8_BiFormer.yaml")`, `YOLO("yolov8n.yaml")` or `YOLO("runs/.../best.pt")`."""
+
+    task = "detect"
+
+    def __init__(self, model: str | Path = "yolov8n.yaml", task: str | None = None, verbose: bool = False):
+        if task not in (None, "detect"):
+            raise NotImplementedError(f"task={task!r} is not supported: only detect is supported in this release")
+        self.model: nn.Module
+        self.ckpt: dict | None = None
+        self.ckpt_path: str | None = None
+        self.cfg: str | None = None
+        self.overrides: dict[str, Any] = {}
+        self.trainer: Any = None
+        self.metrics: Any = None
+        self._has_weights = False
+        name = str(model).strip()
+        suffix = Path(name).suffix.lower()
+        if suffix in (".yaml", ".yml"):
+            self._new(name, verbose)
+        elif suffix == ".pt":
+            self._load(name)
+        else:
+            raise ValueError(f"model={name!r} is neither a model yaml (e.g. yolov8n.yaml, yolov8_BiFormer.yaml) "
+                             "nor a *.pt checkpoint")
+
+    def _new(self, cfg: str, verbose: bool) -> None:
+        from ultralytics.nn.tasks import DetectionModel
+
+        self.model = DetectionModel(cfg, verbose=verbose)
+        self.cfg = cfg
+        self.overrides = {"model": cfg}
+
+    def _load(self, weights: str) -> None:
+        from ultralytics.utils.checkpoint import load_checkpoint, model_from_checkpoint
+        from ultralytics.utils.published import build_model_from_published
+
+        path = Path(weights)
+        if not path.is_file():
+            alt = Path(SETTINGS["weights_dir"]) / path.name
+            if path.parent == Path(".") and alt.is_file():
+                path = alt
+            else:
+                raise FileNotFoundError(f"model checkpoint '{weights}' not found; give the path of a *.pt file "
+                                        f"(e.g. runs/detect/train/weights/best.pt) or build a new model from a yaml "
+                                        f"(e.g. model=yolov8n.yaml)")
+        self.ckpt = load_checkpoint(path)  # ours, or a published checkpoint through the allowlisted reader
+        published = self.ckpt.get("source") == "published"
+        self.model = build_model_from_published(self.ckpt) if published else model_from_checkpoint(self.ckpt)
+        self.ckpt_path = str(path)
+        self._has_weights = True
+        args = self.ckpt.get("train_args") or {}
+        self.overrides = {k: args[k] for k in CKPT_ARGS if args.get(k) is not None}
+        self.overrides["model"] = str(path)
+
+    # ---------------------------------------------------------------------------------------------------- weights
+    def load(self, weights: str | Path | dict | nn.Module) -> YOLO:
+        """Transfer every tensor whose name and shape match from `weights` (*.pt, state_dict or model)."""
+        from ultralytics.utils.checkpoint import transfer_weights, weights_of
+
+        transfer_weights(self.model, weights_of(weights))
+        self._has_weights = True
+        if isinstance(weights, (str, Path)):
+            self.overrides["pretrained"] = str(weights)
+        return self
+
+    # ---------------------------------------------------------------------------------------------------- modes
+    def train(self, trainer: Any = None, **kwargs: Any) -> Any:
+        """Train on kwargs (any config key; cfg=custom.yaml too); returns the final validation metrics of best.pt.
+
+        Afterwards this object holds the best model (best.pt) and `ckpt_path` points at it.
+        """
+        from ultralytics.engine.trainer import DetectionTrainer
+        from ultralytics.utils.checkpoint import load_checkpoint, model_from_checkpoint
+
+        overrides = {k: v for k, v in self.overrides.items() if k != "pretrained"}
+        overrides.update(kwargs)
+        overrides["mode"] = "train"
+        if overrides.get("resume") is True and self.ckpt_path:
+            overrides["resume"] = self.ckpt_path  # `yolo train resume model=.../last.pt` resumes that file
+        overrides["model"] = self.ckpt_path or self.cfg
+        weights = self.model if self._has_weights else None
+        cls = trainer or DetectionTrainer
+        self.trainer = cls(overrides=overrides, model=self.model.yaml, weights=weights)
+        self.metrics = self.trainer.train()
+        best = self.trainer.best
+        if best.exists():
+            self.ckpt = load_checkpoint(best)
+            self.model = model_from_checkpoint(self.ckpt)
+            self.ckpt_path = str(best)
+        elif self.trainer.ema is not None:
+            self.model = self.trainer.ema.ema
+        self._has_weights = True
+        self.overrides = {"model": self.ckpt_path or self.cfg, "data": self.trainer.args.data,
+                          "imgsz": self.trainer.imgsz, "single_cls": self.trainer.args.single_cls}
+        return self.metrics
+
+    def val(self, validator: Any = None, **kwargs: Any) -> Any:
+        """Validate on kwargs (data=, split=, imgsz=, batch=, conf=, iou=, ...); returns the DetMetrics."""
+        from ultralytics.cfg import get_cfg
+        from ultralytics.engine.validator import DetectionValidator
+
+        overrides = {**{k: v for k, v in self.overrides.items() if k != "pretrained"}, "rect": True, **kwargs,
+                     "mode": "val"}
+        args = get_cfg(DEFAULT_CFG_PATH, overrides)
+        v = (validator or DetectionValidator)(args)
+        self.metrics = v(model=self.model)
+        return self.metrics
+
+    def predict(self, source: Any = None, **kwargs: Any) -> Any:
+        raise NotImplementedError("predict arrives in a later release")
+
+    def __call__(self, source: Any = None, **kwargs: Any) -> Any:
+        return self.predict(source, **kwargs)
+
+    def export(self, **kwargs: Any) -> Any:
+        raise NotImplementedError("export arrives in a later release")
+
+    # ---------------------------------------------------------------------------------------------------- model
+    def info(self, detailed: bool = False, verbose: bool = True) -> tuple:
+        """Print and return (layers, parameters, gradients, GFLOPs)."""
+        return self.model.info(detailed=detailed, verbose=verbose)
+
+    def fuse(self) -> YOLO:
+        """Fold BatchNorm into the convolutions (inference only)."""
+        self.model.fuse(verbose=False)
+        return self
+
+    def to(self, device: str | torch.device) -> YOLO:
+        from ultralytics.utils.torch_utils import select_device
+
+        self.model.to(select_device(device) if not isinstance(device, torch.device) else device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def names(self) -> dict[int, str]:
+        return self.model.names
+
+    def __repr__(self) -> str:
+        src = self.ckpt_path or self.cfg
+        return f"YOLO(model={src!r}, nc={self.model.model[-1].nc})"

@@ -1,0 +1,119 @@
+"""The run folder (SPEC §7): its name, results.csv, and finding the newest last.pt to resume."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ultralytics.utils import SETTINGS
+
+RESULTS_COLUMNS = (
+    "epoch", "time", "train/box_loss", "train/cls_loss", "train/dfl_loss", "metrics/precision(B)",
+    "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)", "val/box_loss", "val/cls_loss",
+    "val/dfl_loss", "lr/pg0", "lr/pg1", "lr/pg2",
+)
+LOSS_NAMES = ("box_loss", "cls_loss", "dfl_loss")
+
+
+def increment_path(path: str | Path, exist_ok: bool = False) -> Path:
+    """`path` if it is free (or exist_ok), else path2, path3, ... (the first that does not exist)."""
+    path = Path(path)
+    if exist_ok or not path.exists():
+        return path
+    n = 2
+    while Path(f"{path}{n}").exists():
+        n += 1
+    return Path(f"{path}{n}")
+
+
+def get_save_dir(project: str | None, name: str | None, exist_ok: bool = False, task: str = "detect") -> Path:
+    """{project or runs_dir/task}/{name or 'train'}{'', 2, 3, ...}; exist_ok reuses the folder."""
+    root = Path(project) if project else Path(SETTINGS["runs_dir"]) / task
+    return increment_path(root / (name or "train"), exist_ok=exist_ok)
+
+
+def find_last_checkpoint(search_dir: str | Path | None = None) -> Path:
+    """The most recently written last*.pt under `search_dir` (default: the runs_dir setting)."""
+    root = Path(search_dir or SETTINGS["runs_dir"])
+    found = sorted(root.rglob("last*.pt"), key=os.path.getmtime) if root.exists() else []
+    if not found:
+        raise FileNotFoundError(f"resume=True found no last.pt under {root}; pass the checkpoint itself, "
+                                "e.g. resume=runs/detect/train/weights/last.pt")
+    return found[-1]
+
+
+def loss_dict(items: Any, prefix: str) -> dict[str, float]:
+    """{prefix/box_loss, prefix/cls_loss, prefix/dfl_loss} from a 3-vector of loss items."""
+    values = [float(v) for v in items] if items is not None else [0.0, 0.0, 0.0]
+    return {f"{prefix}/{k}": v for k, v in zip(LOSS_NAMES, values)}
+
+
+class ResultsCSV:
+    """results.csv with exactly RESULTS_COLUMNS; rewritten atomically after every epoch.
+
+    On resume, rows beyond the last completed epoch (a kill between the csv and last.pt writes) are dropped,
+    so the file never has duplicated or missing epochs.
+    """
+
+    def __init__(self, file: str | Path):
+        self.file = Path(file)
+        self.rows: list[dict[str, str]] = []
+
+    def load(self, keep_epochs: int | None = None) -> None:
+        """Read existing rows; keep those with epoch <= keep_epochs (1-based) when given."""
+        self.rows = []
+        if not self.file.exists():
+            return
+        with open(self.file, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                try:
+                    epoch = int(float(row["epoch"]))
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if keep_epochs is None or epoch <= keep_epochs:
+                    self.rows = [r for r in self.rows if int(r["epoch"]) != epoch]
+                    self.rows.append({k: row.get(k, "") for k in RESULTS_COLUMNS})
+
+    @property
+    def last_time(self) -> float:
+        """Cumulative training seconds of the last row (0 when empty)."""
+        try:
+            return float(self.rows[-1]["time"]) if self.rows else 0.0
+        except ValueError:
+            return 0.0
+
+    def add(self, values: dict[str, Any]) -> None:
+        """Append (or replace) the row of values['epoch'] and rewrite the file."""
+        row = {}
+        for k in RESULTS_COLUMNS:
+            v = values.get(k, 0.0)
+            row[k] = str(int(v)) if k == "epoch" else f"{float(v):.6g}"
+        self.rows = [r for r in self.rows if int(r["epoch"]) != int(row["epoch"])] + [row]
+        self.write()
+
+    def write(self) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(RESULTS_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(sorted(self.rows, key=lambda r: int(r["epoch"])))
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+        os.replace(tmp, self.file)
+
+
+def memory_usage(device: torch.device) -> str:
+    """Reserved GPU memory, or this process's resident memory on the CPU, as '1.23G' (for the progress bar)."""
+    if device.type == "cuda":
+        return f"{torch.cuda.memory_reserved(device) / 1e9:.3g}G"
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return f"{pages * os.sysconf('SC_PAGE_SIZE') / 1e9:.3g}G"
+    except (OSError, ValueError, IndexError, AttributeError):
+        return "-"

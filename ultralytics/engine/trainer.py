@@ -1,0 +1,490 @@
+"""DetectionTrainer: one training run from a validated config namespace to a run folder with best.pt.
+
+Flow: __init__ (config, resume, device, seeds, dataset, run folder) → train() → _setup_train (model, freeze, AMP,
+loaders, EMA, optimizer, resume state) → epochs (warm-up, accumulate, clip, EMA, NaN guard) → validate → save
+→ final validation of best.pt. Everything that prints, plots or writes runs on rank 0 only (`self.main`), the
+dataloader builder takes the rank, and model wrapping lives in `wrap_model`, so DDP can be added later.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from copy import deepcopy
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from ultralytics.cfg import get_cfg
+from ultralytics.engine import optim
+from ultralytics.engine.amp import check_amp
+from ultralytics.engine.run_files import (ResultsCSV, find_last_checkpoint, get_save_dir, loss_dict,
+                                          memory_usage)
+from ultralytics.engine.validator import BAR_FORMAT, ConfigView, DetectionValidator
+from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, RANK, yaml_save
+from ultralytics.utils.checkpoint import (atomic_save, load_checkpoint, make_checkpoint, model_from_checkpoint,
+                                          transfer_weights, weights_of)
+from ultralytics.utils.torch_utils import ModelEMA, de_parallel, init_seeds, select_device
+
+DEFAULT_MODEL = "yolov8_BiFormer.yaml"
+DEFAULT_DATA = "shapes.yaml"
+MAX_BAD_STEPS = 10  # consecutive non-finite losses before training stops
+CLIP_NORM = 10.0
+RESUME_OVERRIDABLE = ("device", "workers", "data", "plots", "verbose")
+EVENTS = ("on_train_start", "on_train_epoch_start", "on_train_batch_end", "on_train_epoch_end",
+          "on_fit_epoch_end", "on_model_save", "on_train_end")
+
+
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """Training stopped because the loss was NaN/inf for too many consecutive batches."""
+
+
+class DetectionTrainer:
+    """Trains a DetectionModel. `model` is a yaml name/path/dict (architecture); `weights` optional initial weights
+    (a module, state_dict, checkpoint dict or *.pt path) transferred by name and shape."""
+
+    def __init__(self, cfg: Any = DEFAULT_CFG_PATH, overrides: dict | None = None, model: Any = None,
+                 weights: Any = None, callbacks: dict[str, list[Callable]] | None = None):
+        overrides = dict(overrides or {})
+        self.args = get_cfg(cfg, overrides)
+        self.callbacks: dict[str, list[Callable]] = {e: list((callbacks or {}).get(e, [])) for e in EVENTS}
+        self.main = RANK in (-1, 0)
+        self.resume_ckpt: dict | None = None
+        self._check_resume(overrides)
+        self.model_cfg, self.weights = model, weights
+        if self.args.batch == -1:
+            LOGGER.warning("WARNING ⚠️ batch=-1 (automatic batch size) arrives in a later release; using batch=16")
+            self.args.batch = 16
+        self.device = select_device(self.args.device, self.args.batch)
+        if isinstance(self.args.device, (list, tuple)) or "," in str(self.args.device or ""):
+            raise NotImplementedError("multi-GPU (DDP) training arrives in a later release; use one device, e.g. device=0")
+        init_seeds(self.args.seed + 1 + RANK, deterministic=self.args.deterministic)
+        self.data = self._get_dataset()
+        if self.resume_ckpt is not None:
+            self.save_dir = self._resume_dir()
+        else:
+            self.save_dir = get_save_dir(self.args.project, self.args.name, self.args.exist_ok)
+        self.args.save_dir = str(self.save_dir)
+        self.wdir = self.save_dir / "weights"
+        self.last, self.best = self.wdir / "last.pt", self.wdir / "best.pt"
+        if self.main:
+            self.wdir.mkdir(parents=True, exist_ok=True)
+        self.epochs, self.start_epoch, self.epoch = self.args.epochs, 0, 0
+        self.batch_size = self.args.batch
+        self.csv = ResultsCSV(self.save_dir / "results.csv")
+        self.model: nn.Module | None = None
+        self.ema: ModelEMA | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.validator: DetectionValidator | None = None
+        self.metrics: dict[str, float] = {}
+        self.final_metrics: Any = None
+        self.fitness: float | None = None
+        self.best_fitness: float | None = None
+        self.best_epoch = 0
+        self.is_best = False
+        self.tloss: torch.Tensor | None = None
+        self.lr: dict[str, float] = {}
+        self.amp = False
+        self.stop = False
+        self.finished = False
+        self.bad_steps = 0
+
+    # ---------------------------------------------------------------------------------------------------- setup
+    def add_callback(self, event: str, fn: Callable) -> None:
+        """Call fn(trainer) at `event` (one of EVENTS)."""
+        if event not in self.callbacks:
+            raise KeyError(f"unknown callback event {event!r}; events are {', '.join(EVENTS)}")
+        self.callbacks[event].append(fn)
+
+    def run_callbacks(self, event: str) -> None:
+        for fn in self.callbacks[event]:
+            fn(self)
+
+    def _check_resume(self, overrides: dict) -> None:
+        """resume=True → newest last.pt under runs_dir; resume=path → that file. Its train_args become the config."""
+        resume = self.args.resume
+        if not resume:
+            return
+        path = find_last_checkpoint() if resume is True else Path(resume)
+        if not path.is_file():
+            raise FileNotFoundError(f"resume checkpoint '{path}' not found; pass resume=path/to/weights/last.pt")
+        ckpt = load_checkpoint(path)
+        if ckpt.get("finished"):
+            raise ValueError(f"training already finished; nothing to resume ({path}). To train further start a new "
+                             f"run from it: model={path} epochs=N")
+        if ckpt.get("optimizer") is None or not ckpt.get("train_args"):
+            raise ValueError(f"checkpoint '{path}' holds no optimizer state or train_args, so it cannot be resumed")
+        args = dict(ckpt["train_args"])
+        args.update({k: overrides[k] for k in RESUME_OVERRIDABLE if k in overrides})
+        ignored = sorted(k for k in overrides if k not in (*RESUME_OVERRIDABLE, "resume", "model", "mode", "task")
+                         and overrides[k] != args.get(k))
+        if ignored:
+            LOGGER.warning(f"WARNING ⚠️ resuming keeps the run's own settings; ignoring {', '.join(ignored)} "
+                           f"(only {', '.join(RESUME_OVERRIDABLE)} may change)")
+        args.update(resume=str(path), model=str(path))
+        self.args = get_cfg(args)
+        self.resume_ckpt = ckpt
+        self.resume_path = path
+        LOGGER.info(f"Resuming training from {path} at epoch {ckpt['epoch'] + 2} of {self.args.epochs}")
+
+    def _resume_dir(self) -> Path:
+        """The run folder of the resumed checkpoint (…/weights/last.pt → …)."""
+        if self.resume_path.parent.name == "weights":
+            return self.resume_path.parent.parent
+        return Path(self.args.save_dir or self.resume_path.parent)
+
+    def _get_dataset(self) -> dict:
+        from ultralytics.data import check_det_dataset
+
+        if self.args.data in (None, ""):
+            LOGGER.warning(f"WARNING ⚠️ no dataset given, training on data={DEFAULT_DATA} (the offline dataset)")
+            self.args.data = DEFAULT_DATA
+        data = check_det_dataset(self.args.data)
+        if self.args.single_cls:
+            data = {**data, "names": {0: "item"}, "nc": 1}
+        return data
+
+    def get_model(self) -> nn.Module:
+        """The DetectionModel to train: nc and names from the dataset, weights transferred where they fit."""
+        from ultralytics.nn.tasks import DetectionModel
+
+        verbose = self.args.verbose and self.main
+        weights = self.weights
+        if self.resume_ckpt is not None:
+            cfg, weights = self.resume_ckpt["model_yaml"], None
+        else:
+            cfg = self.model_cfg if self.model_cfg is not None else (self.args.model or DEFAULT_MODEL)
+            if isinstance(cfg, (str, Path)) and str(cfg).endswith(".pt"):
+                ckpt = load_checkpoint(cfg)
+                cfg, weights = ckpt["model_yaml"], weights if weights is not None else ckpt
+        model = DetectionModel(deepcopy(cfg) if isinstance(cfg, dict) else cfg, nc=self.data["nc"], verbose=verbose)
+        if self.resume_ckpt is not None:
+            model.load_state_dict(self.resume_ckpt["model"])
+        elif weights is not None:
+            transfer_weights(model, weights_of(weights), verbose=self.main)
+        if isinstance(self.args.pretrained, str) and self.resume_ckpt is None:
+            transfer_weights(model, weights_of(self.args.pretrained), verbose=self.main)
+        model.names = dict(self.data["names"])
+        model.args = self.args
+        return model
+
+    def freeze_layers(self, model: nn.Module) -> list[str]:
+        """Freeze `freeze` (first N layers, or listed indices) by the name prefix model.{i}.; DFL always."""
+        f = self.args.freeze
+        layers = list(range(f)) if isinstance(f, int) else list(f or [])
+        prefixes = tuple(f"model.{i}." for i in layers)
+        frozen = []
+        for name, p in model.named_parameters():
+            if name.startswith(prefixes) or ".dfl" in name:
+                p.requires_grad_(False)
+                frozen.append(name)
+            elif not p.requires_grad and p.dtype.is_floating_point:
+                p.requires_grad_(True)
+        if layers and self.main:
+            LOGGER.info(f"Freezing layers {layers} ({len(frozen)} tensors incl. the DFL)")
+        return frozen
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        """The one place a model gets wrapped for distributed training (DDP arrives in a later release)."""
+        return model
+
+    def get_dataloader(self, img_path: Any, batch: int, mode: str = "train", rank: int = -1) -> Any:
+        from ultralytics.data import build_dataloader, build_yolo_dataset
+
+        cfg = ConfigView(self.args, imgsz=self.imgsz)
+        dataset = build_yolo_dataset(cfg, img_path, batch, self.data, mode=mode, rect=mode == "val" or self.args.rect,
+                                     stride=self.stride)
+        shuffle = mode == "train" and not self.args.rect
+        return build_dataloader(dataset, batch, self.args.workers, shuffle=shuffle, rank=rank, seed=self.args.seed)
+
+    def _check_imgsz(self, stride: int) -> int:
+        imgsz = self.args.imgsz
+        if isinstance(imgsz, (list, tuple)):
+            LOGGER.warning(f"WARNING ⚠️ training needs a square imgsz; using imgsz={max(imgsz)} instead of {imgsz}")
+            imgsz = max(imgsz)
+        new = max(math.ceil(imgsz / stride) * stride, stride)
+        if new != imgsz:
+            LOGGER.warning(f"WARNING ⚠️ imgsz={imgsz} must be a multiple of the max stride {stride}; using {new}")
+        return new
+
+    def _setup_train(self) -> None:
+        self.model = self.get_model().to(self.device)
+        self.freeze_layers(self.model)
+        self.amp = check_amp(self.model, self.device, self.args.amp) if self.main else self.args.amp
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.stride = max(int(self.model.stride.max()), 32)
+        self.imgsz = self._check_imgsz(self.stride)
+        self.model = self.wrap_model(self.model)
+        self.train_loader = self.get_dataloader(self.data["train"], self.batch_size, "train", rank=RANK)
+        if self.main:
+            val_path = self.data.get("val") or self.data.get("test")
+            self.val_loader = self.get_dataloader(val_path, self.batch_size * 2, "val")
+            self.validator = DetectionValidator(self.args, self.val_loader, self.save_dir)
+            self.ema = ModelEMA(self.model)
+            if self.args.plots and self.resume_ckpt is None:
+                self.plot_labels()
+        self.accumulate = optim.accumulate_steps(self.batch_size, self.args.nbs)
+        decay = optim.scaled_weight_decay(self.args.weight_decay, self.batch_size, self.accumulate, self.args.nbs)
+        iterations = optim.optimizer_iterations(len(self.train_loader.dataset), self.batch_size, self.args.nbs,
+                                                self.epochs)
+        self.optimizer, name = optim.build_optimizer(self.model, self.args.optimizer, self.args.lr0,
+                                                     self.args.momentum, decay, iterations, self.data["nc"],
+                                                     verbose=self.main)
+        if self.args.optimizer == "auto":
+            self.args.warmup_bias_lr = 0.0
+        self.momentum = self.optimizer.param_groups[0].get("momentum", self.args.momentum)
+        for g in self.optimizer.param_groups:
+            g["initial_lr"] = g["lr"]
+        self.lf = optim.lr_lambda(self.epochs, self.args.lrf, self.args.cos_lr)
+        if self.resume_ckpt is not None:
+            self._restore_state(self.resume_ckpt)
+        elif self.main:
+            self.csv.load(keep_epochs=0)
+        if self.main:
+            yaml_save(self.save_dir / "args.yaml", vars(self.args))
+
+    def _restore_state(self, ckpt: dict) -> None:
+        """Optimizer, EMA (+ updates), best fitness, epoch and results.csv of the resumed checkpoint."""
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.ema is not None and ckpt.get("ema"):
+            self.ema.ema.load_state_dict(ckpt["ema"])
+            self.ema.updates = int(ckpt.get("updates", 0))
+        self.best_fitness = ckpt.get("best_fitness")
+        self.best_epoch = int(ckpt.get("best_epoch", ckpt["epoch"]))
+        self.start_epoch = int(ckpt["epoch"]) + 1
+        self.metrics = {k: v for k, v in (ckpt.get("train_metrics") or {}).items() if k != "fitness"}
+        if self.main:
+            self.csv.load(keep_epochs=self.start_epoch)
+        if self.start_epoch >= self.epochs:
+            raise ValueError(f"{self.resume_path} completed all {self.epochs} epochs; nothing to resume")
+
+    # ---------------------------------------------------------------------------------------------------- training
+    def train(self) -> Any:
+        """Run the training; returns the metrics of the final validation of best.pt."""
+        try:
+            self._setup_train()
+            self._train_epochs()
+            if self.main:
+                self.final_eval()
+            self.run_callbacks("on_train_end")
+        finally:
+            self._close_loaders()
+        return self.final_metrics
+
+    def _train_epochs(self) -> None:
+        nb = len(self.train_loader)
+        nw = optim.warmup_iterations(self.args.warmup_epochs, nb)
+        last_opt_step = self.start_epoch * nb - 1
+        t_start = time.time()
+        time_base = self.csv.last_time
+        if self.main:
+            LOGGER.info(f"Image sizes {self.imgsz} train, {self.imgsz} val\nUsing {self.train_loader.num_workers} "
+                        f"dataloader workers\nLogging results to {self.save_dir}\n"
+                        f"Starting training for {self.epochs} epochs...")
+        self.run_callbacks("on_train_start")
+        self.optimizer.zero_grad()
+        epoch = self.start_epoch
+        for epoch in range(self.start_epoch, self.epochs):
+            self.epoch = epoch
+            self.run_callbacks("on_train_epoch_start")
+            self.model.train()
+            if self.args.close_mosaic and epoch >= self.epochs - self.args.close_mosaic:
+                self._close_mosaic()
+            sampler = getattr(self.train_loader, "sampler", None)
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            for g in self.optimizer.param_groups:
+                g["lr"] = g["initial_lr"] * self.lf(epoch)
+            self.tloss = None
+            bar = self._progress_bar(nb)
+            for i, batch in bar:
+                ni = i + nb * epoch
+                if ni <= nw:
+                    self.accumulate = optim.warmup_accumulate(ni, nw, self.args.nbs, self.batch_size)
+                    optim.apply_warmup(self.optimizer, ni, nw, self.lf(epoch), self.args.warmup_bias_lr,
+                                       self.args.warmup_momentum, self.momentum)
+                with torch.autocast(device_type=self.device.type, enabled=self.amp):
+                    loss, items = self.model(self.preprocess_batch(batch))
+                if not self._loss_is_finite(loss, epoch, i):
+                    continue
+                self.scaler.scale(loss).backward()
+                self.tloss = items if self.tloss is None else (self.tloss * i + items) / (i + 1)
+                if ni - last_opt_step >= self.accumulate:
+                    self.optimizer_step()
+                    last_opt_step = ni
+                if self.main:
+                    self._bar_update(bar, batch)
+                    if self.args.plots and ni < 3:
+                        self.plot_training_samples(batch, ni)
+                self.run_callbacks("on_train_batch_end")
+            self.lr = {f"lr/pg{j}": float(g["lr"]) for j, g in enumerate(self.optimizer.param_groups)}
+            self.run_callbacks("on_train_epoch_end")
+            elapsed = time.time() - t_start
+            time_up = bool(self.args.time) and elapsed > self.args.time * 3600
+            final = epoch + 1 >= self.epochs or time_up
+            if self.main:
+                self._validate(final)
+                self.stop = final or self._patience_exceeded(epoch)
+                self.csv.add({"epoch": epoch + 1, "time": time_base + elapsed, **loss_dict(self.tloss, "train"),
+                              **self.metrics, **self.lr})
+                if self.args.save:
+                    self.save_model(finished=self.stop)
+            self.run_callbacks("on_fit_epoch_end")
+            if time_up and self.main:
+                LOGGER.info(f"Time limit of {self.args.time} hours reached after epoch {epoch + 1}; stopping")
+            if self.stop:
+                break
+        self.epochs_done = epoch + 1 - self.start_epoch
+        if self.main:
+            LOGGER.info(f"\n{epoch + 1 - self.start_epoch} epochs completed in {(time.time() - t_start) / 3600:.3f} "
+                        f"hours (run now at epoch {epoch + 1}/{self.epochs}).")
+
+    def preprocess_batch(self, batch: dict) -> dict:
+        """Images to float [0, 1] on the device; multi_scale resizes the batch to 0.5–1.5 × imgsz."""
+        batch = dict(batch)
+        img = batch["img"].to(self.device, non_blocking=True).float() / 255
+        if self.args.multi_scale:
+            sz = int(random.uniform(self.imgsz * 0.5, self.imgsz * 1.5 + self.stride)) // self.stride * self.stride
+            factor = sz / max(img.shape[2:])
+            if factor != 1:
+                shape = [math.ceil(x * factor / self.stride) * self.stride for x in img.shape[2:]]
+                img = nn.functional.interpolate(img, size=shape, mode="bilinear", align_corners=False)
+        batch["img"] = img
+        return batch
+
+    def _loss_is_finite(self, loss: torch.Tensor, epoch: int, i: int) -> bool:
+        """NaN/inf guard: skip the batch with a warning; stop after MAX_BAD_STEPS in a row."""
+        if torch.isfinite(loss).all():
+            self.bad_steps = 0
+            return True
+        self._bad_step(f"non-finite loss ({float(loss.detach().sum())}) at epoch {epoch + 1} batch {i + 1}")
+        return False
+
+    def _bad_step(self, what: str) -> None:
+        self.bad_steps += 1
+        LOGGER.warning(f"WARNING ⚠️ {what}; skipping this optimizer step ({self.bad_steps}/{MAX_BAD_STEPS})")
+        if self.bad_steps >= MAX_BAD_STEPS:
+            raise NonFiniteLossError(
+                f"training stopped: loss or gradients were NaN/inf for {MAX_BAD_STEPS} consecutive batches. Try a "
+                f"lower lr0 (now {self.args.lr0}), amp=False, or check the labels; the last good epoch is in {self.last}")
+
+    def optimizer_step(self) -> None:
+        """Unscale, clip the gradient norm at 10, step (skipped when the gradients are not finite), EMA update."""
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=CLIP_NORM)
+        if not self.amp and not torch.isfinite(norm):
+            self.optimizer.zero_grad()
+            self._bad_step("non-finite gradient norm")
+            return
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad()
+        if self.ema is not None:
+            self.ema.update(self.model)
+
+    def _close_mosaic(self) -> None:
+        dataset = self.train_loader.dataset
+        if getattr(self, "_mosaic_closed", False):
+            return
+        self._mosaic_closed = True
+        if self.main:
+            LOGGER.info("Closing dataloader mosaic")
+        dataset.close_mosaic(hyp=ConfigView(self.args, imgsz=self.imgsz))
+        if hasattr(self.train_loader, "reset"):
+            self.train_loader.reset()
+
+    def _validate(self, final: bool) -> None:
+        """Validate the EMA model (every epoch when val=True, else only at the end) and track the best fitness."""
+        if self.ema is not None:
+            self.ema.update_attr(de_parallel(self.model), include=("yaml", "nc", "args", "names", "stride"))
+        if self.args.val or final:
+            results = self.validator(self)
+            self.fitness = float(results.pop("fitness"))
+            self.metrics = results
+        else:
+            self.fitness = -float(self.tloss.sum()) if self.tloss is not None else None
+            self.metrics = {**{k: v for k, v in self.metrics.items() if k.startswith("metrics/")},
+                            **loss_dict(None, "val")}
+        self.is_best = self.fitness is not None and (self.best_fitness is None or self.fitness >= self.best_fitness)
+        if self.is_best:
+            self.best_fitness, self.best_epoch = self.fitness, self.epoch
+
+    def _patience_exceeded(self, epoch: int) -> bool:
+        if not self.args.patience or epoch - self.best_epoch < self.args.patience:
+            return False
+        LOGGER.info(f"Stopping training early: no improvement in the last {self.args.patience} epochs; best results "
+                    f"were at epoch {self.best_epoch + 1} (patience={self.args.patience})")
+        return True
+
+    # ---------------------------------------------------------------------------------------------------- saving
+    def save_model(self, finished: bool = False) -> None:
+        """last.pt every epoch (atomically), best.pt when fitness improved, epoch{N}.pt every save_period."""
+        ckpt = make_checkpoint(de_parallel(self.model), self.ema.ema if self.ema else None, epoch=self.epoch,
+                               best_fitness=self.best_fitness, updates=self.ema.updates if self.ema else 0,
+                               optimizer=None if finished else self.optimizer.state_dict(),
+                               train_args=vars(self.args),
+                               train_metrics={**self.metrics, "fitness": self.fitness}, finished=finished)
+        ckpt["best_epoch"] = self.best_epoch
+        atomic_save(ckpt, self.last)
+        if self.is_best:
+            atomic_save(ckpt, self.best)
+        if self.args.save_period > 0 and (self.epoch + 1) % self.args.save_period == 0:
+            atomic_save(ckpt, self.wdir / f"epoch{self.epoch + 1}.pt")
+        self.run_callbacks("on_model_save")
+
+    def final_eval(self) -> None:
+        """Mark best.pt finished (optimizer stripped) and validate it; summary of where the results are."""
+        model = None
+        if self.best.exists():
+            ckpt = load_checkpoint(self.best)
+            if ckpt.get("optimizer") is not None or not ckpt.get("finished"):
+                ckpt.update(optimizer=None, finished=True)
+                atomic_save(ckpt, self.best)
+            model = model_from_checkpoint(ckpt)
+            LOGGER.info(f"\nValidating {self.best}...")
+        elif self.ema is not None:
+            model = deepcopy(self.ema.ema)
+            LOGGER.info("\nValidating the final EMA model (no best.pt was saved)...")
+        if model is not None:
+            validator = DetectionValidator(self.args, self.val_loader, self.save_dir)
+            self.final_metrics = validator(model=model.to(self.device))
+        LOGGER.info(f"Results saved to {self.save_dir}")
+        if self.args.save:
+            LOGGER.info(f"Weights: {self.last} (last), {self.best} (best)")
+
+    # ---------------------------------------------------------------------------------------------------- output
+    def _progress_bar(self, nb: int):
+        if self.main:
+            mem = "GPU_mem" if self.device.type == "cuda" else "CPU_mem"
+            LOGGER.info(("\n" + "%11s" * 7) % ("Epoch", mem, "box_loss", "cls_loss", "dfl_loss", "Instances", "Size"))
+            return tqdm(enumerate(self.train_loader), total=nb, bar_format=BAR_FORMAT)
+        return enumerate(self.train_loader)
+
+    def _bar_update(self, bar: Any, batch: dict) -> None:
+        bar.set_description(("%11s" * 2 + "%11.4g" * 5) % (
+            f"{self.epoch + 1}/{self.epochs}", memory_usage(self.device), *self.tloss.tolist(), batch["cls"].shape[0],
+            batch["img"].shape[-1]))
+
+    def plot_training_samples(self, batch: dict, ni: int) -> None:
+        from ultralytics.utils.plotting import plot_images
+
+        plot_images(batch, self.save_dir / f"train_batch{ni}.jpg", names=self.data["names"])
+
+    def plot_labels(self) -> None:
+        from ultralytics.utils.plotting import plot_labels
+
+        cls, boxes = self.train_loader.dataset.label_arrays()
+        plot_labels(boxes, cls, self.data["names"], self.save_dir)
+
+    def _close_loaders(self) -> None:
+        for name in ("train_loader", "val_loader"):
+            loader = getattr(self, name, None)
+            if loader is not None and hasattr(loader, "reset"):
+                loader.reset()
+
+
+__all__ = ["DetectionTrainer", "NonFiniteLossError"]
