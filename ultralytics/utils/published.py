@@ -1,0 +1,335 @@
+"""Read checkpoints written by the published `ultralytics` package without running any code from them.
+
+A published `*.pt` is a torch zip archive whose `data.pkl` pickles whole Python objects (the DetectionModel, its
+layers, torch.nn modules, sometimes a namespace of training args). Plain `torch.load(weights_only=False)` would
+import and call whatever that pickle names. Here `data.pkl` is read by the restricted unpickler of
+`ultralytics.utils.restricted_pickle` (explicit allowlist, inert records, no real class ever instantiated) and the
+tensors come straight from the archive's `data/<key>` records. `torch.load` is never called: it would hand
+TorchScript-looking archives to `torch.jit.load`.
+
+Public API: `is_published_checkpoint`, `read_published_checkpoint` (→ a dict in this project's checkpoint format),
+`build_model_from_published` (→ DetectionModel); `utils.checkpoint.load_checkpoint` routes published files here,
+`load_published_objects` (the raw inert objects), `UnsafeCheckpointError`. See docs/checkpoints.md.
+"""
+
+from __future__ import annotations
+
+import io
+import pickletools
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from ultralytics.utils import LOGGER, restricted_pickle
+from ultralytics.utils.checkpoint import FORMAT, CheckpointError, plain
+from ultralytics.utils.restricted_pickle import (_STORAGE_DTYPES, ADVICE, PUBLISHED_CLASSES, TORCH_DTYPES,
+                                                 TORCH_NN_CLASSES, PublishedClass, PublishedObject,
+                                                 RestrictedUnpickler, UnsafeCheckpointError, _StorageKind)
+
+__all__ = ("UnsafeCheckpointError", "PublishedClass", "PublishedObject", "RestrictedUnpickler", "restricted_pickle",
+           "is_published_checkpoint", "load_published_objects", "read_published_checkpoint",
+           "build_model_from_published", "pickle_globals", "PUBLISHED_CLASSES",
+           "TORCH_NN_CLASSES")
+
+# ------------------------------------------------------------------------------------------------
+# Reading files: torch zip archives (data.pkl + data/<key> storage records) or plain pickles
+# ------------------------------------------------------------------------------------------------
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of torch's pre-1.6 (non-zip) format
+
+
+MAX_PICKLE_BYTES = 1 << 30  # data.pkl holds structure only (tensors live in their own records)
+
+
+def _archive_pickle(zf: zipfile.ZipFile) -> tuple[str, bytes]:
+    """(record prefix, bytes of data.pkl) of a torch zip archive."""
+    hits = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+    if not hits:
+        raise CheckpointError("zip archive without a '<name>/data.pkl' record (not a torch checkpoint)")
+    if zf.getinfo(hits[0]).file_size > MAX_PICKLE_BYTES:
+        raise CheckpointError(f"'{hits[0]}' claims {zf.getinfo(hits[0]).file_size} bytes, more than a checkpoint's "
+                              f"structure needs ({MAX_PICKLE_BYTES})")
+    return hits[0][: -len("data.pkl")], zf.read(hits[0])
+
+
+class _StorageReader:
+    """persistent_load for torch archives: ('storage', kind, key, location, numel) → flat CPU tensor of the record."""
+
+    def __init__(self, zf: zipfile.ZipFile, prefix: str):
+        self.zf, self.prefix = zf, prefix
+        self.raw: dict[str, torch.Tensor] = {}
+        order = f"{prefix}byteorder"
+        if order in zf.namelist() and zf.read(order).decode(errors="replace").strip() != sys.byteorder:
+            raise CheckpointError(f"tensors were written {zf.read(order).decode(errors='replace')}-endian; "
+                                  f"this machine is {sys.byteorder}-endian")
+
+    def __call__(self, pid: Any) -> torch.Tensor:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] in ("storage", b"storage")):
+            raise CheckpointError(f"unknown persistent id {str(pid)[:80]!r} in the pickle")
+        _, kind, key, _location, numel = pid
+        if not isinstance(kind, _StorageKind) or not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
+            raise CheckpointError(f"malformed storage record {str(pid)[:80]!r}")
+        if key not in self.raw:
+            name = f"{self.prefix}data/{key}"
+            try:
+                data = self.zf.read(name)
+            except KeyError:
+                raise CheckpointError(f"the archive lacks the tensor record '{name}'") from None
+            self.raw[key] = (torch.frombuffer(bytearray(data), dtype=torch.uint8) if data
+                             else torch.empty(0, dtype=torch.uint8))
+        raw = self.raw[key]
+        nbytes = numel * torch.empty(0, dtype=kind.dtype).element_size()
+        if raw.numel() < nbytes:
+            raise CheckpointError(f"tensor record '{key}' holds {raw.numel()} bytes, {nbytes} expected (truncated?)")
+        return raw[:nbytes].view(kind.dtype)
+
+
+def load_published_objects(path: str | Path) -> Any:
+    """Unpickle a checkpoint file with the restricted unpickler; classes come back as inert `PublishedObject`s.
+
+    Raises FileNotFoundError, UnsafeCheckpointError (a non-allowlisted global; nothing was called) or
+    CheckpointError (corrupt, truncated or not a checkpoint); every message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint '{path}' not found")
+    try:
+        with open(path, "rb") as f:
+            is_zip = f.read(4) == _ZIP_MAGIC
+            f.seek(0)
+            if is_zip:
+                with zipfile.ZipFile(f) as zf:
+                    prefix, data = _archive_pickle(zf)
+                    obj = restricted_pickle.loads(data, storage_loader=_StorageReader(zf, prefix))
+            else:
+                obj = restricted_pickle.load(f)
+    except UnsafeCheckpointError as e:
+        raise UnsafeCheckpointError(f"refused to load '{path}': {e}. {ADVICE[0].upper()}{ADVICE[1:]}.") from None
+    except CheckpointError as e:
+        raise CheckpointError(f"checkpoint '{path}' cannot be read: {e}") from None
+    except Exception as e:  # truncated or corrupt: zipfile, pickle, struct and stack errors of every kind
+        first = " ".join(str(e).split())[:160]
+        raise CheckpointError(f"checkpoint '{path}' is corrupt or truncated ({type(e).__name__}: {first})") from None
+    if isinstance(obj, int) and obj == _LEGACY_TORCH_MAGIC:
+        raise CheckpointError(f"checkpoint '{path}' uses torch's legacy (pre-1.6) format, which is not supported; "
+                              "re-save it with a recent torch in a trusted environment")
+    return obj
+
+
+# ------------------------------------------------------------------------------------------------
+# Telling published files from ours without unpickling anything
+# ------------------------------------------------------------------------------------------------
+
+_PLAIN_GLOBALS = {("collections", "OrderedDict"), ("torch._utils", "_rebuild_tensor_v2"),
+                  ("torch._utils", "_rebuild_tensor_v3"), ("torch._utils", "_rebuild_parameter"),
+                  ("torch", "Size"), ("torch", "device"), ("_codecs", "encode"),
+                  *((m, n) for m in ("builtins", "__builtin__") for n in ("set", "frozenset", "slice", "complex"))}
+_STRING_OPS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8"}
+
+
+def pickle_globals(stream: Any) -> Iterator[tuple[str, str]]:
+    """The (module, name) globals one pickle names, from its opcodes alone (nothing is unpickled).
+
+    A STACK_GLOBAL whose operands cannot be traced to strings yields ('?', '?').
+    """
+    recent: list[str | None] = []  # values pushed most recently (None: not a string)
+    memo: dict[int, str | None] = {}
+    for op, arg, _ in pickletools.genops(stream):
+        if op.name == "GLOBAL":
+            module, _, name = str(arg).partition(" ")
+            yield module, name
+        elif op.name == "STACK_GLOBAL":
+            module, name = (recent[-2:] if len(recent) >= 2 else [None, None])
+            yield (module, name) if isinstance(module, str) and isinstance(name, str) else ("?", "?")
+        if op.name in _STRING_OPS:
+            recent.append(arg if isinstance(arg, str) else None)
+        elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[int(arg)] = recent[-1] if recent else None
+        elif op.name == "MEMOIZE":
+            memo[len(memo)] = recent[-1] if recent else None
+        elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+            recent.append(memo.get(int(arg)))
+        elif op.name not in ("FRAME", "PROTO"):
+            recent.append(None)
+        del recent[:-2]
+
+
+def _is_plain_global(module: str, name: str) -> bool:
+    if (module, name) in _PLAIN_GLOBALS:
+        return True
+    return module == "torch" and (name in _STORAGE_DTYPES or name in TORCH_DTYPES)
+
+
+def is_published_checkpoint(path: str | Path) -> bool:
+    """True when the file pickles whole objects (the published format, or anything else beyond plain data).
+
+    Cheap: scans the opcodes of the archive's data.pkl for globals other than the tensor/container ones that
+    `torch.load(weights_only=True)` accepts; nothing is unpickled. Such a file must go through
+    `read_published_checkpoint`, which reads it or refuses it. False for this project's checkpoints and for
+    missing or unreadable files (the ordinary loader then reports the problem).
+    """
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) == _ZIP_MAGIC:
+                f.seek(0)
+                with zipfile.ZipFile(f) as zf:
+                    stream: Any = io.BytesIO(_archive_pickle(zf)[1])
+                return any(not _is_plain_global(m, n) for m, n in pickle_globals(stream))
+            f.seek(0)
+            return any(not _is_plain_global(m, n) for m, n in pickle_globals(f))
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, IndexError):
+        return False
+
+
+# ------------------------------------------------------------------------------------------------
+# From inert objects to this project's checkpoint format
+# ------------------------------------------------------------------------------------------------
+
+
+def _tensor(value: Any, where: str) -> torch.Tensor:
+    """A detached, contiguous copy; fp16/bf16 become fp32 (published files store half-precision weights)."""
+    if not isinstance(value, torch.Tensor):
+        raise CheckpointError(f"'{where}' should be a tensor, got {type(value).__name__}")
+    value = value.detach()
+    return value.float() if value.dtype in (torch.float16, torch.bfloat16) else value.clone().contiguous()
+
+
+def published_state_dict(net: PublishedObject) -> dict[str, torch.Tensor]:
+    """state_dict of an inert module record: `_parameters`, persistent `_buffers`, `_modules` recursively."""
+    out: dict[str, torch.Tensor] = {}
+
+    def walk(obj: Any, prefix: str, path: tuple[int, ...]) -> None:
+        if not isinstance(obj, PublishedObject):
+            raise CheckpointError(f"module '{prefix.rstrip('.') or '<root>'}' is a {type(obj).__name__}, "
+                                  "not a pickled module")
+        if id(obj) in path:
+            raise CheckpointError(f"module '{prefix.rstrip('.')}' contains itself")
+        skip = obj.get("_non_persistent_buffers_set") or set()
+        for attr in ("_parameters", "_buffers", "_modules"):
+            if not isinstance(obj.get(attr) or {}, dict):
+                raise CheckpointError(f"'{prefix}{attr}' of {obj.cls.qualname} is not a dict")
+        for name, value in (obj.get("_parameters") or {}).items():
+            if value is not None:
+                out[f"{prefix}{name}"] = _tensor(value, f"{prefix}{name}")
+        for name, value in (obj.get("_buffers") or {}).items():
+            if value is not None and name not in skip:
+                out[f"{prefix}{name}"] = _tensor(value, f"{prefix}{name}")
+        for name, child in (obj.get("_modules") or {}).items():
+            if child is not None:
+                walk(child, f"{prefix}{name}.", (*path, id(obj)))
+
+    walk(net, "", ())
+    return out
+
+
+def _names(value: Any) -> dict[int, str]:
+    if isinstance(value, (list, tuple)):
+        return {i: str(v) for i, v in enumerate(value)}
+    if isinstance(value, dict):
+        return {int(k): str(v) for k, v in value.items()}
+    return {}
+
+
+def _plain_args(value: Any) -> dict:
+    """Training args as a plain dict, whether pickled as a dict or as a namespace record."""
+    if isinstance(value, PublishedObject):
+        value = value.state
+    return plain(value) if isinstance(value, dict) else {}
+
+
+def read_published_checkpoint(path: str | Path) -> dict:
+    """Read a published-format checkpoint safely and return it in this project's checkpoint format.
+
+    The weights are the `ema` model's when present (else `model`'s), as an fp32 state_dict under 'model';
+    'ema' is None, 'optimizer' None, 'finished' True (there is nothing to resume), 'source' is 'published'
+    and 'file' the path read. Raises UnsafeCheckpointError / CheckpointError / FileNotFoundError.
+    """
+    raw = load_published_objects(path)
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"checkpoint '{path}' holds a {type(raw).__name__}, not a checkpoint dict")
+    ema, model = raw.get("ema"), raw.get("model")
+    net = ema if isinstance(ema, PublishedObject) else model
+    if not isinstance(net, PublishedObject):
+        raise CheckpointError(f"checkpoint '{path}' holds no pickled model under 'ema' or 'model' "
+                              "(a checkpoint of this project? read it with utils.checkpoint.load_checkpoint)")
+    try:
+        return _our_format(raw, net, model, path)
+    except CheckpointError as e:
+        raise CheckpointError(f"checkpoint '{path}': {e}") from None
+    except (RecursionError, TypeError, ValueError, AttributeError, KeyError) as e:
+        raise CheckpointError(f"checkpoint '{path}' has an unexpected structure ({type(e).__name__}: {e})") from None
+
+
+def _our_format(raw: dict, net: PublishedObject, model: Any, path: str | Path) -> dict:
+    """The checkpoint dict of this project's format from the inert objects of a published file."""
+    yaml_dict = net.get("yaml")
+    if not isinstance(yaml_dict, dict) and isinstance(model, PublishedObject):
+        yaml_dict = model.get("yaml")
+    if not isinstance(yaml_dict, dict):
+        raise CheckpointError(f"its {net.cls.name} has no 'yaml' dict to rebuild it from")
+    weights = published_state_dict(net)
+    stride = net.get("stride")
+    date = raw.get("date")
+    epoch, best = plain(raw.get("epoch")), plain(raw.get("best_fitness"))
+    return {
+        "epoch": epoch if isinstance(epoch, int) else -1,
+        "best_fitness": float(best) if isinstance(best, (int, float)) else None,
+        "model": weights,
+        "model_yaml": plain(yaml_dict),
+        "ema": None,
+        "updates": plain(raw.get("updates")) if isinstance(raw.get("updates"), int) else 0,
+        "optimizer": None,
+        "train_args": _plain_args(raw.get("train_args")) or _plain_args(net.get("args")),
+        "train_metrics": plain(raw.get("train_metrics")) if isinstance(raw.get("train_metrics"), dict) else {},
+        "names": _names(net.get("names")) or _names(yaml_dict.get("names")),
+        "stride": [float(s) for s in stride.tolist()] if isinstance(stride, torch.Tensor) else [],
+        "finished": True,
+        "date": date.isoformat() if hasattr(date, "isoformat") else (None if date is None else str(date)),
+        "version": None if raw.get("version") is None else str(raw.get("version")),
+        "format": FORMAT,
+        "source": "published",
+        "file": str(path),
+    }
+
+
+def _check_fit(own: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], where: str) -> None:
+    """Raise a CheckpointError naming the first few missing, unexpected and mis-shaped entries."""
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    shapes = [f"{k} {tuple(weights[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = [f"{len(v)} {what} (first: {', '.join(v[:3])})" for what, v in
+                 (("missing", missing), ("unexpected", unexpected), ("with another shape", shapes)) if v]
+        raise CheckpointError(f"{where}: the weights do not fit the model rebuilt from its yaml: " + "; ".join(parts))
+
+
+def build_model_from_published(source: str | Path | dict, verbose: bool = False) -> torch.nn.Module:
+    """Rebuild this project's DetectionModel from a published checkpoint (a path, or the dict read from one).
+
+    Architecture from the checkpoint's yaml (its nc), weights loaded strictly, names and train hyperparameters
+    (box, cls, dfl) set. Raises CheckpointError when the weights do not fit the rebuilt model.
+    """
+    from ultralytics.nn.tasks import DetectionModel, ModelConfigError
+
+    ckpt = source if isinstance(source, dict) else read_published_checkpoint(source)
+    where = f"checkpoint '{ckpt.get('file', source if not isinstance(source, dict) else '<dict>')}'"
+    try:
+        yaml_dict = ckpt["model_yaml"]
+        model = DetectionModel(yaml_dict, ch=yaml_dict.get("ch", yaml_dict.get("channels", 3)), verbose=verbose)
+    except (ModelConfigError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{where}: its model yaml cannot be built by this project: {e}") from None
+    weights = ckpt.get("ema") or ckpt["model"]
+    _check_fit(model.state_dict(), weights, where)
+    model.load_state_dict(weights, strict=True)
+    model.names = ckpt.get("names") or model.names
+    args = ckpt.get("train_args") or {}
+    model.args = {k: args[k] for k in ("box", "cls", "dfl") if k in args} or None
+    stride = [float(s) for s in model.stride.tolist()]
+    if ckpt.get("stride") and stride != list(ckpt["stride"]):
+        LOGGER.warning(f"WARNING ⚠️ {where}: strides {ckpt['stride']} differ from the rebuilt model's {stride}")
+    return model.float()
