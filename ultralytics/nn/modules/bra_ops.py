@@ -1,12 +1,18 @@
 """The computation of Bi-Level Routing Attention (fast path), as functions over a BRA module's parameters.
 
 Everything runs in one region-major token layout, (N·p², T, C) with p² = n_win² regions of T tokens:
-the input is cut into regions once, the qkv projection, routing, token attention and output
-projection work on that layout, and one permute turns the result back into an image. The routed
-key/value regions are collected with a single `index_select` (its backward is an `index_add`
-of the size of the keys/values, not of the top-k-expanded copy), and the token attention runs
-through `F.scaled_dot_product_attention`, so no (T × top-k·T) attention matrix is kept on the
-CPU fused kernel or on CUDA flash / memory-efficient kernels.
+the input is cut into (zero-padded) regions once, the qkv projection, routing, token attention and
+output projection work on that layout, and one copy turns the result back into a cropped image.
+
+Two executions of the same computation (docs/bra.md explains both and why they are exact):
+
+* CPU (`_bra_cpu`): q, k, v as three contiguous tensors; the routed key/value regions are gathered a
+  chunk of query regions at a time and fed to PyTorch's fused CPU attention kernel, whose backward is
+  called directly with the saved output and log-sum-exp (`_RoutedAttention`). Nothing of the size of
+  the top-k-expanded keys/values outlives a chunk, the LePE gradient lands directly in dv, and LePE's
+  depth-wise conv runs on a channels_last image, where it is fastest.
+* Everywhere else (CUDA, tracing, ONNX export, torch.compile, qk_dim != dim): plain tensor ops, one
+  `index_select` of the keys and values, and `F.scaled_dot_product_attention`.
 """
 
 from __future__ import annotations
@@ -15,15 +21,25 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from torch.autograd import Function
 
 if TYPE_CHECKING:  # pragma: no cover
     from .block import BiLevelRoutingAttention, TopkRouting
 
 KV_DOWNSAMPLE_MODES = frozenset({"identity", "avgpool", "maxpool", "ada_avgpool", "ada_maxpool", "fracpool", "conv"})
+CHUNK_ELEMENTS = 1 << 23  # routed key/value elements the CPU path gathers at once (32 MiB in fp32)
+
+_FLASH_FWD = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+_FLASH_BWD = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Layout: image (N, C, H, W) ↔ region-major tokens (N·n_win², h·w, C)
+# ---------------------------------------------------------------------------------------------
 
 
 def image_to_regions(x: torch.Tensor, n_win: int) -> torch.Tensor:
-    """(N, C, H, W) → (N·n_win², (H/n_win)·(W/n_win), C), regions in row-major order."""
+    """(N, C, H, W) with H, W divisible by n_win → (N·n_win², (H/n_win)·(W/n_win), C), regions row-major."""
     n, c, hh, ww = x.shape
     h, w = hh // n_win, ww // n_win
     x = x.view(n, c, n_win, h, n_win, w).permute(0, 2, 4, 3, 5, 1)
@@ -37,19 +53,155 @@ def regions_to_image(x: torch.Tensor, n: int, n_win: int, h: int, w: int) -> tor
     return x.reshape(n, c, n_win * h, n_win * w)
 
 
+def _image_view(reg: torch.Tensor, n: int, n_win: int, h: int, w: int) -> torch.Tensor:
+    """A contiguous (N·n_win², h·w, C) region tensor seen as an (N, C, n_win, h, n_win, w) image (a view)."""
+    return reg.view(n, n_win, n_win, h, w, reg.shape[-1]).permute(0, 5, 1, 3, 2, 4)
+
+
+def _block_pieces(size: int, block: int) -> list[tuple[int, int, int]]:
+    """Cover [0, size) of one image axis by regions of `block` rows: (first region, regions, rows each)."""
+    full, rem = divmod(size, block)
+    return ([(0, full, block)] if full else []) + ([(full, 1, rem)] if rem else [])
+
+
+def _copy_blocks(img: torch.Tensor, img6: torch.Tensor, to_regions: bool) -> None:
+    """Copy the (N, C, H, W) image into the region view `img6` (or back): at most four strided copies."""
+    h, w = img6.shape[3], img6.shape[5]
+    for hb, hn, hl in _block_pieces(img.shape[2], h):
+        for wb, wn, wl in _block_pieces(img.shape[3], w):
+            part = img[:, :, hb * h:hb * h + hn * hl, wb * w:wb * w + wn * wl].unflatten(3, (wn, wl)).unflatten(2, (hn, hl))
+            regs = img6[:, :, hb:hb + hn, :hl, wb:wb + wn, :wl]
+            (regs if to_regions else part).copy_(part if to_regions else regs)
+
+
+def _zero_padding(img6: torch.Tensor, hh: int, ww: int) -> None:
+    """Zero the rows ≥ hh and columns ≥ ww of the region view `img6` (the padding, nothing else)."""
+    for blk, size in ((2, hh), (4, ww)):
+        nw, b = img6.shape[blk], img6.shape[blk + 1]
+        full, rem = divmod(size, b)
+        if rem:
+            img6.narrow(blk, full, 1).narrow(blk + 1, rem, b - rem).zero_()
+        start = full + (1 if rem else 0)
+        if start < nw:
+            img6.narrow(blk, start, nw - start).zero_()
+
+
+def _to_regions(x: torch.Tensor, n_win: int, h: int, w: int) -> torch.Tensor:
+    """(N, C, H, W) → zero-padded region-major (N·n_win², h·w, C) in one pass (no separate pad copy)."""
+    n, c, hh, ww = x.shape
+    reg = x.new_empty(n * n_win * n_win, h * w, c)
+    img6 = _image_view(reg, n, n_win, h, w)
+    if hh != n_win * h or ww != n_win * w:
+        _zero_padding(img6, hh, ww)
+    _copy_blocks(x, img6, to_regions=True)
+    return reg
+
+
+def _to_image(reg: torch.Tensor, n: int, hh: int, ww: int, n_win: int, h: int, w: int) -> torch.Tensor:
+    """Region-major (N·n_win², h·w, C) → contiguous (N, C, hh, ww), cropping the padding in the same pass."""
+    reg = reg.contiguous()
+    img = reg.new_empty(n, reg.shape[-1], hh, ww)
+    _copy_blocks(img, _image_view(reg, n, n_win, h, w), to_regions=False)
+    return img
+
+
+class _ToRegions(Function):
+    """Autograd wrapper of `_to_regions`; the backward crops and un-permutes the gradient in one pass."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, n_win: int, h: int, w: int) -> torch.Tensor:
+        ctx.geometry = (x.shape[0], x.shape[2], x.shape[3], n_win, h, w)
+        return _to_regions(x, n_win, h, w)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return _to_image(grad, *ctx.geometry), None, None, None
+
+
+class _ToImage(Function):
+    """Autograd wrapper of `_to_image`; the backward re-pads (with zeros) and permutes in one pass."""
+
+    @staticmethod
+    def forward(ctx, reg: torch.Tensor, n: int, hh: int, ww: int, n_win: int, h: int, w: int) -> torch.Tensor:
+        ctx.geometry = (n_win, h, w)
+        return _to_image(reg, n, hh, ww, n_win, h, w)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return (_to_regions(grad, *ctx.geometry),) + (None,) * 6
+
+
+class _SplitLinear(Function):
+    """x (R, T, C) → q, k, v: the qkv Linear as three contiguous outputs (row blocks of one weight).
+
+    The backward accumulates the input gradient in place (one buffer and `addmm_`) and writes the weight
+    and bias gradients straight into their row blocks, instead of three matmuls, two additions and the
+    weight-slice gradients that three `F.linear` calls would cost. fp32/fp64 without autocast only.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, sizes: list[int]):
+        x2 = x.reshape(-1, x.shape[-1])
+        ctx.save_for_backward(x2, weight)
+        ctx.sizes, ctx.has_bias, ctx.shape = sizes, bias is not None, x.shape
+        biases = bias.split(sizes) if bias is not None else [None] * len(sizes)
+        outs = [torch.addmm(b, x2, wt.t()) if b is not None else x2 @ wt.t() for wt, b in zip(weight.split(sizes), biases)]
+        return tuple(o.view(*x.shape[:-1], o.shape[-1]) for o in outs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        x2, weight = ctx.saved_tensors
+        sizes = ctx.sizes
+        dx = dweight = dbias = None
+        g2 = [None if g is None else g.reshape(-1, g.shape[-1]) for g in grads]
+        if ctx.needs_input_grad[0]:
+            for g, wt in zip(g2, weight.split(sizes)):
+                if g is not None:
+                    dx = g @ wt if dx is None else dx.addmm_(g, wt)
+            dx = x2.new_zeros(ctx.shape) if dx is None else dx.view(ctx.shape)
+        if ctx.needs_input_grad[1]:
+            dweight = torch.zeros_like(weight)
+            for g, rows in zip(g2, dweight.split(sizes)):
+                if g is not None:
+                    torch.mm(g.t(), x2, out=rows)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            dbias = weight.new_zeros(weight.shape[0])
+            for g, part in zip(g2, dbias.split(sizes)):
+                if g is not None:
+                    torch.sum(g, 0, out=part)
+        return dx, dweight, dbias, None
+
+
+# ---------------------------------------------------------------------------------------------
+# Routing
+# ---------------------------------------------------------------------------------------------
+
+
 def route(router: TopkRouting, q_win: torch.Tensor, k_win: torch.Tensor, topk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Region-level routing in fp32: (N, p², c) region queries/keys → (weights, indices), each (N, p², topk)."""
+    """Region-level routing in fp32 (or wider): (N, p², c) region queries/keys → (weights, indices), each (N, p², topk)."""
     if not router.diff_routing:
         q_win, k_win = q_win.detach(), k_win.detach()
-    q_win, k_win = q_win.float(), k_win.float()
-    emb = router.emb
-    if isinstance(emb, torch.nn.Linear):  # param_routing: run the learnable projection in fp32 as well
-        weight = emb.weight.float()
-        bias = emb.bias.float() if emb.bias is not None else None
-        q_win, k_win = F.linear(q_win, weight, bias), F.linear(k_win, weight, bias)
-    logits = (q_win * router.scale) @ k_win.transpose(-2, -1)  # (N, p², p²)
-    top_logits, index = torch.topk(logits, k=topk, dim=-1)
-    return top_logits.softmax(dim=-1), index
+    dtype = torch.promote_types(q_win.dtype, torch.float32)  # fp32 at least (fp16/bf16 under autocast)
+    with torch.autocast(q_win.device.type, enabled=False):  # autocast would run the matmuls in low precision
+        q_win, k_win = q_win.to(dtype), k_win.to(dtype)
+        emb = router.emb
+        if isinstance(emb, torch.nn.Linear):  # param_routing: run the learnable projection in that precision too
+            weight = emb.weight.to(dtype)
+            bias = emb.bias.to(dtype) if emb.bias is not None else None
+            q_win, k_win = F.linear(q_win, weight, bias), F.linear(k_win, weight, bias)
+        logits = (q_win * router.scale) @ k_win.transpose(-2, -1)  # (N, p², p²)
+        top_logits, index = torch.topk(logits, k=topk, dim=-1)
+        return top_logits.softmax(dim=-1), index
+
+
+def _route_regions(m: BiLevelRoutingAttention, q: torch.Tensor, k: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean query/key (R, T, qk) of every region → routing (weights, global region rows), each (R, topk)."""
+    p2 = m.n_win * m.n_win
+    with torch.set_grad_enabled(m.router.diff_routing and torch.is_grad_enabled()):
+        q_win, k_win = q.mean(1).view(n, p2, -1), k.mean(1).view(n, p2, -1)
+    weight, index = route(m.router, q_win, k_win, m.topk)
+    index = index + torch.arange(n, device=index.device).view(n, 1, 1) * p2
+    return weight.view(n * p2, -1), index.view(n * p2, -1)
 
 
 def _downsample_kv(kv_down: torch.nn.Module, kv: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -66,46 +218,185 @@ def _heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     return x.unflatten(-1, (num_heads, -1)).transpose(1, 2)
 
 
+# ---------------------------------------------------------------------------------------------
+# Token attention over the routed regions: CPU fused kernel, chunked, with a hand-written backward
+# ---------------------------------------------------------------------------------------------
+
+
+def _chunks(regions: int, per_region: int) -> list[tuple[int, int]]:
+    """Split [0, regions) into runs whose gathered key/value elements stay within CHUNK_ELEMENTS."""
+    step = max(1, CHUNK_ELEMENTS // max(per_region, 1))
+    return [(r0, min(r0 + step, regions)) for r0 in range(0, regions, step)]
+
+
+def _gather(src: torch.Tensor, rows: torch.Tensor, topk: int) -> torch.Tensor:
+    """Tokens (R, T', c) of the routed regions `rows` (c_q·topk,) → contiguous (c_q, topk·T', c)."""
+    return src.index_select(0, rows).view(rows.numel() // topk, -1, src.shape[-1])
+
+
+def _scaled(sel: torch.Tensor, weight: torch.Tensor | None, inplace: bool) -> torch.Tensor:
+    """Gathered (c_q, topk·T', c) tokens, each routed region's scaled by its (c_q, topk) soft-routing weight."""
+    if weight is None:
+        return sel
+    rows = sel.view(weight.numel(), -1, sel.shape[-1])
+    w = weight.reshape(-1, 1, 1).to(sel.dtype)
+    return (rows.mul_(w) if inplace else rows * w).view_as(sel)
+
+
+def _values_image(v: torch.Tensor, n: int, n_win: int, h: int, w: int) -> torch.Tensor:
+    """Values (R, T, dim) as a channels_last (N, dim, n_win·h, n_win·w) image, for LePE's conv."""
+    img = v.new_empty(n, n_win * h, n_win * w, v.shape[-1])  # NHWC memory
+    img.view(n, n_win, h, n_win, w, -1).permute(0, 1, 3, 2, 4, 5).copy_(v.view(n, n_win, n_win, h, w, -1))
+    return img.permute(0, 3, 1, 2)
+
+
+def _image_as_regions(img: torch.Tensor, n_win: int, h: int, w: int) -> torch.Tensor:
+    """(N, C, n_win·h, n_win·w) image of any layout → (N, n_win, n_win, h, w, C) view of its tokens."""
+    return img.permute(0, 2, 3, 1).unflatten(2, (n_win, w)).unflatten(1, (n_win, h)).permute(0, 1, 3, 2, 4, 5)
+
+
+class _RoutedAttention(Function):
+    """Every query region attends, per head, to the key/value tokens of its routed regions (CPU kernels).
+
+    Inputs: `q` (R, T, qk), `k` (R, T', qk), `v` (R, T', dim) per region (T' < T when down-sampled);
+    `index` (R, topk) routed region rows; `weight` (R, topk) soft-routing weights or None; `geometry`
+    (N, n_win, h, w) to also return `v` as a channels_last image for LePE, or None.
+    Returns (out (R, T, dim), the values image or an empty tensor).
+
+    The keys/values are gathered a chunk of query regions at a time (`CHUNK_ELEMENTS`), attended with the
+    fused CPU kernel, and dropped; only the output and its log-sum-exp are kept. The backward gathers
+    again, calls the kernel's backward with them and adds dk, dv back into the routed regions' rows.
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, index, weight, heads: int, scale: float, geometry):
+        ctx.set_materialize_grads(False)
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        r, t, _ = q.shape
+        topk, dim = index.shape[1], v.shape[-1]
+        ctx.spans = _chunks(r, topk * k.shape[1] * (k.shape[-1] + dim))
+        out, lses = None, []
+        for r0, r1 in ctx.spans:
+            rows, w = index[r0:r1].reshape(-1), None if weight is None else weight[r0:r1]
+            o, lse = _FLASH_FWD(_heads(q[r0:r1], heads), _heads(_scaled(_gather(k, rows, topk), w, True), heads),
+                                _heads(_scaled(_gather(v, rows, topk), w, True), heads), scale=scale)
+            lses.append(lse)
+            if len(ctx.spans) == 1:
+                out = o.transpose(1, 2).reshape(r, t, dim)
+            else:
+                out = q.new_empty(r, t, dim) if out is None else out
+                out[r0:r1].view(r1 - r0, t, heads, -1).copy_(o.transpose(1, 2))
+        ctx.meta = heads, scale, geometry, lses
+        ctx.save_for_backward(q, k, v, index, weight, out)
+        img = _values_image(v, *geometry) if geometry is not None else q.new_empty(0)
+        if geometry is None:
+            ctx.mark_non_differentiable(img)
+        return out, img
+
+    @staticmethod
+    def backward(ctx, grad_out, grad_img):
+        q, k, v, index, weight, out = ctx.saved_tensors
+        heads, scale, geometry, lses = ctx.meta
+        t, topk, tk = q.shape[1], index.shape[1], k.shape[1]
+        grad_out = torch.zeros_like(out) if grad_out is None else grad_out.contiguous()
+        dq, dk = torch.empty_like(q), torch.zeros_like(k)
+        if grad_img is not None and geometry is not None:  # LePE's gradient w.r.t. the values
+            n, n_win, h, w = geometry
+            dv = torch.empty_like(v)
+            dv.view(n, n_win, n_win, h, w, -1).copy_(_image_as_regions(grad_img, n_win, h, w))
+        else:
+            dv = torch.zeros_like(v)
+        dweight = torch.empty_like(weight) if weight is not None and ctx.needs_input_grad[4] else None
+        for (r0, r1), lse in zip(ctx.spans, lses):
+            rows, w = index[r0:r1].reshape(-1), None if weight is None else weight[r0:r1]
+            k_raw, v_raw = _gather(k, rows, topk), _gather(v, rows, topk)
+            k_sel, v_sel = _scaled(k_raw, w, False), _scaled(v_raw, w, False)
+            dq_c, dk_c, dv_c = _FLASH_BWD(_heads(grad_out[r0:r1], heads), _heads(q[r0:r1], heads),
+                                          _heads(k_sel, heads), _heads(v_sel, heads), _heads(out[r0:r1], heads),
+                                          lse, 0.0, False, scale=scale)
+            dq[r0:r1].view(r1 - r0, t, heads, -1).copy_(dq_c.transpose(1, 2))
+            dk_c = dk_c.transpose(1, 2).reshape(rows.numel(), tk, -1)  # (c_q·topk, T', qk), contiguous
+            dv_c = dv_c.transpose(1, 2).reshape(rows.numel(), tk, -1)
+            if w is not None:  # k_sel = w·k[rows]: d/dw = <dk_sel, k[rows]> + <dv_sel, v[rows]>, d/dk[rows] = w·dk_sel
+                wr = w.reshape(-1, 1, 1).to(dk_c.dtype)
+                if dweight is not None:
+                    acc = torch.promote_types(dk_c.dtype, torch.float32)  # sum in fp32 at least
+                    dw = (dk_c.to(acc) * k_raw.view_as(dk_c)).sum((1, 2)) + (dv_c.to(acc) * v_raw.view_as(dv_c)).sum((1, 2))
+                    dweight[r0:r1] = dw.view(r1 - r0, topk).to(dweight.dtype)
+                dk_c, dv_c = dk_c.mul_(wr), dv_c.mul_(wr)
+            dk.index_add_(0, rows, dk_c)  # the backward of the gather; serial over rows on CPU, deterministic
+            dv.index_add_(0, rows, dv_c)
+        return dq, dk, dv, None, dweight, None, None, None
+
+
+def _use_cpu_kernels(x: torch.Tensor) -> bool:
+    """Whether the CPU path applies: CPU tensors, the fused kernels present, and no tracing/export/compile."""
+    if not CPU_KERNELS or x.device.type != "cpu" or _FLASH_FWD is None or _FLASH_BWD is None:
+        return False
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+        return False
+    return not torch.compiler.is_compiling()
+
+
+CPU_KERNELS = True  # set False to run the plain-ops path on CPU too (tests compare both)
+
+
+def _bra_cpu(m: BiLevelRoutingAttention, x: torch.Tensor, hh: int, ww: int, h: int, w: int) -> torch.Tensor:
+    """BRA forward on CPU: one-pass layout copies, chunked fused attention, channels_last LePE."""
+    n, nw, qk, dim = x.shape[0], m.n_win, m.qk_dim, m.dim
+    xr = _ToRegions.apply(x, nw, h, w)  # (R, T, C) zero-padded, R = N·p², T = h·w
+    # q, k and v as three contiguous tensors (row blocks of the one qkv weight): contiguous sources keep
+    # the gathers and the gradient accumulation (index_select / index_add_) on their fast paths.
+    lin = m.qkv.qkv
+    if torch.is_autocast_enabled(x.device.type) or x.dtype not in (torch.float32, torch.float64):
+        biases = lin.bias.split([qk, qk, dim]) if lin.bias is not None else (None, None, None)
+        q, k, v = (F.linear(xr, wt, b) for wt, b in zip(lin.weight.split([qk, qk, dim]), biases))
+    else:
+        q, k, v = _SplitLinear.apply(xr, lin.weight, lin.bias, [qk, qk, dim])
+    weight, index = _route_regions(m, q, k, n)
+    lepe = isinstance(m.lepe, torch.nn.Conv2d)  # side_dwconv=0 (ZeroLePE) adds nothing
+    pooled = not isinstance(m.kv_down, torch.nn.Identity)
+    k_att, v_att = (_downsample_kv(m.kv_down, k, h, w), _downsample_kv(m.kv_down, v, h, w)) if pooled else (k, v)
+    out, v_img = _RoutedAttention.apply(q, k_att, v_att, index, weight if m.soft_routing else None, m.num_heads,
+                                        m.scale, (n, nw, h, w) if lepe and not pooled else None)
+    if lepe:
+        if pooled:  # LePE works on the full-resolution values, which the attention did not see
+            v_img = regions_to_image(v, n, nw, h, w)
+        out = torch.add(out.view(n, nw, nw, h, w, dim), _image_as_regions(m.lepe(v_img), nw, h, w)).reshape(out.shape)
+    return _ToImage.apply(m.wo(out), n, hh, ww, nw, h, w)
+
+
+def _bra_generic(m: BiLevelRoutingAttention, x: torch.Tensor, hh: int, ww: int, h: int, w: int) -> torch.Tensor:
+    """BRA forward with plain tensor ops and F.scaled_dot_product_attention (CUDA, tracing, export)."""
+    n, nw, qk, heads = x.shape[0], m.n_win, m.qk_dim, m.num_heads
+    if (hh, ww) != (nw * h, nw * w):
+        x = F.pad(x, (0, nw * w - ww, 0, nw * h - hh))  # zeros right/bottom; padded tokens still get the qkv bias
+    qkv = m.qkv.qkv(image_to_regions(x, nw))  # (R, T, 2qk + dim), R = N·p², T = h·w
+    weight, index = _route_regions(m, qkv[..., :qk], qkv[..., qk:2 * qk], n)
+    kv = _downsample_kv(m.kv_down, qkv[..., qk:], h, w)  # (R, T', qk + dim)
+    kv_sel = kv.index_select(0, index.reshape(-1))  # keys and values of the routed regions in one gather
+    if m.soft_routing:
+        kv_sel = kv_sel * weight.reshape(-1, 1, 1).to(kv_sel.dtype)
+    kv_sel = kv_sel.view(index.shape[0], -1, kv.shape[-1])  # (R, topk·T', qk + dim)
+    out = F.scaled_dot_product_attention(_heads(qkv[..., :qk], heads), _heads(kv_sel[..., :qk], heads),
+                                         _heads(kv_sel[..., qk:], heads), scale=m.scale)
+    out = out.transpose(1, 2).flatten(2)  # (R, T, dim)
+    if isinstance(m.lepe, torch.nn.Conv2d):
+        out = out + image_to_regions(m.lepe(regions_to_image(qkv[..., 2 * qk:], n, nw, h, w)), nw)
+    out = regions_to_image(m.wo(out), n, nw, h, w)
+    return out[:, :, :hh, :ww].contiguous() if (hh, ww) != (nw * h, nw * w) else out
+
+
 def bra_attention(m: BiLevelRoutingAttention, x: torch.Tensor) -> torch.Tensor:
     """Forward of `BiLevelRoutingAttention` `m` on an (N, C, H, W) input; returns (N, C, H, W)."""
     if x.dim() != 4 or x.shape[1] != m.dim:
         raise ValueError(f"BiLevelRoutingAttention(dim={m.dim}) expects an (N, {m.dim}, H, W) input, "
                          f"got shape {tuple(x.shape)}")
-    n, _, h_in, w_in = x.shape
+    hh, ww = x.shape[-2:]
     nw = m.n_win
-    pad_r, pad_b = (-w_in) % nw, (-h_in) % nw
-    if pad_r or pad_b:
-        if not m.auto_pad:
-            raise ValueError(f"BiLevelRoutingAttention: input {h_in}×{w_in} is not divisible by n_win={nw}; "
-                             "set auto_pad=True or resize the input")
-        x = F.pad(x, (0, pad_r, 0, pad_b))  # zeros right/bottom; padded tokens still get the qkv bias
-    h, w = (h_in + pad_b) // nw, (w_in + pad_r) // nw
-    qk, heads = m.qk_dim, m.num_heads
-
-    # Split (not slice) the projection: the backward of a split is one concatenation, while every
-    # slice's backward would allocate and zero a tensor of the full qkv size.
-    q, k, v = m.qkv.qkv(image_to_regions(x, nw)).split([qk, qk, m.dim], dim=-1)  # (R, T, ·), R = N·p², T = h·w
-
-    # Region level: mean query/key of every region, top-k regions per query region.
-    p2 = nw * nw
-    r_weight, r_idx = route(m.router, q.mean(1).view(n, p2, qk), k.mean(1).view(n, p2, qk), m.topk)
-
-    # Token level: gather the routed regions' keys/values (one copy each) and attend.
-    offsets = torch.arange(n, device=x.device).view(n, 1, 1) * p2
-    index = (r_idx + offsets).flatten()  # (R·topk,) rows of the region-major layout
-    k_sel = _downsample_kv(m.kv_down, k, h, w).index_select(0, index)  # (R·topk, T', qk)
-    v_sel = _downsample_kv(m.kv_down, v, h, w).index_select(0, index)  # (R·topk, T', dim)
-    if m.soft_routing:
-        weight = r_weight.flatten().to(k_sel.dtype).view(-1, 1, 1)
-        k_sel, v_sel = k_sel * weight, v_sel * weight
-    k_sel = k_sel.view(n * p2, -1, qk)  # (R, topk·T', qk)
-    v_sel = v_sel.view(n * p2, -1, m.dim)
-    out = F.scaled_dot_product_attention(_heads(q, heads), _heads(k_sel, heads), _heads(v_sel, heads), scale=m.scale)
-    out = out.transpose(1, 2).flatten(2)  # (R, T, dim)
-
-    if isinstance(m.lepe, torch.nn.Conv2d):  # side_dwconv=0 (ZeroLePE) adds nothing
-        out = out + image_to_regions(m.lepe(regions_to_image(v, n, nw, h, w)), nw)
-    out = regions_to_image(m.wo(out), n, nw, h, w)
-    if pad_r or pad_b:
-        out = out[:, :, :h_in, :w_in].contiguous()
-    return out
+    if (hh % nw or ww % nw) and not m.auto_pad:
+        raise ValueError(f"BiLevelRoutingAttention: input {hh}×{ww} is not divisible by n_win={nw}; "
+                         "set auto_pad=True or resize the input")
+    h, w = (hh + nw - 1) // nw, (ww + nw - 1) // nw  # ceil; no negative floor division (ONNX Div truncates)
+    fast = _use_cpu_kernels(x) and m.qk_dim == m.dim  # the fused kernel needs equal q/k and v head sizes
+    return (_bra_cpu if fast else _bra_generic)(m, x, hh, ww, h, w)

@@ -1,0 +1,114 @@
+"""Benchmark whole models: yolov8n vs yolov8_BiFormer-n (fast BRA) vs yolov8_BiFormer-n with the article-style
+`reference_bra` swapped into its three BRA modules, on the same inputs.
+
+    python benchmarks/model.py                         # CPU: inference 640 at batch 1 and 8; train step batch 2 at 320
+    python benchmarks/model.py --device 0              # CUDA: train step batch 8 at 640 by default
+    python benchmarks/model.py --imgsz 640 --batch 8 --repeats 3   # the train step's size
+
+Inference: eval mode, Conv+BN fused (`--no-fuse` to keep BN), torch.inference_mode, median (min) of
+`--repeats` runs after one warm-up, the models taking turns within each repeat. Training step: train mode, forward + backward of a proxy loss (sum of
+squares of the three raw head maps; the detection loss costs the same for every model), gradients zeroed
+between steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import types
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bra import load_reference, machine, timed  # noqa: E402
+
+from ultralytics.nn.modules.block import BiLevelRoutingAttention  # noqa: E402
+from ultralytics.nn.tasks import DetectionModel  # noqa: E402
+
+
+def build(name: str, device: torch.device) -> torch.nn.Module:
+    """'yolov8n', 'biformer' or 'biformer-ref' (reference_bra in every BRA module)."""
+    torch.manual_seed(0)
+    with contextlib.redirect_stdout(None):
+        model = DetectionModel("yolov8n.yaml" if name == "yolov8n" else "yolov8n_BiFormer.yaml", verbose=False)
+    if name == "biformer-ref":
+        reference_bra = load_reference()
+        for m in model.modules():
+            if isinstance(m, BiLevelRoutingAttention):
+                m.forward = types.MethodType(lambda self, x: reference_bra(self, x), m)
+    return model.to(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu, or a CUDA index such as 0")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--infer-batches", default="1,8", help="comma-separated inference batch sizes (at 640)")
+    parser.add_argument("--imgsz", type=int, default=0, help="train-step image size (default 640 CUDA, 320 CPU)")
+    parser.add_argument("--batch", type=int, default=0, help="train-step batch (default 8 CUDA, 2 CPU)")
+    parser.add_argument("--no-fuse", action="store_true", help="keep BatchNorm layers at inference")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cpu" if args.device == "cpu" else f"cuda:{args.device}".replace("cuda:cuda", "cuda"))
+    cuda = device.type == "cuda"
+    imgsz, batch = args.imgsz or (640 if cuda else 320), args.batch or (8 if cuda else 2)
+    names = ("yolov8n", "biformer", "biformer-ref")
+    labels = {"yolov8n": "yolov8n", "biformer": "yolov8_BiFormer-n (fast BRA)", "biformer-ref": "yolov8_BiFormer-n (reference_bra)"}
+    print(machine(device))
+    print(f"times: median (min) of {args.repeats} runs, ms; inference {'un' if args.no_fuse else ''}fused, fp32")
+
+    def compare(what: str, models: dict[str, torch.nn.Module], fn: Callable[[torch.nn.Module], None]) -> None:
+        """Time fn(model) for every model, the models taking turns (alternating order) in each repeat."""
+        for model in models.values():  # warm-up
+            fn(model)
+        times: dict[str, list[float]] = {name: [] for name in models}
+        order = list(models)
+        for i in range(args.repeats):
+            for name in order if i % 2 == 0 else order[::-1]:
+                times[name].append(timed(lambda: fn(models[name]), device, 1, warmup=False)[1])
+        rows.extend((what, name, statistics.median(t), min(t)) for name, t in times.items())
+
+    rows: list[tuple[str, str, float, float]] = []
+    for b in (int(v) for v in args.infer_batches.split(",")):
+        x = torch.randn(b, 3, 640, 640, device=device)
+        models = {name: build(name, device).eval() for name in names}
+        if not args.no_fuse:
+            for model in models.values():
+                with contextlib.redirect_stdout(None):
+                    model.fuse(verbose=False)
+
+        def infer(model: torch.nn.Module, x: torch.Tensor = x) -> None:
+            with torch.inference_mode():
+                model(x)
+
+        compare(f"inference 640 batch {b}", models, infer)
+        del models
+    x = torch.randn(batch, 3, imgsz, imgsz, device=device)
+
+    def step(model: torch.nn.Module) -> None:
+        model.zero_grad(set_to_none=True)
+        sum(o.float().square().mean() for o in model(x)).backward()
+
+    compare(f"train step {imgsz} batch {batch}", {name: build(name, device).train() for name in names}, step)
+
+    print(f"{'measurement':<24} {'model':<34} {'ms':>20} {'vs yolov8n':>11} {'ref/fast':>9}")
+    print("-" * 102)
+    by_key = {(r[0], r[1]): r for r in rows}
+    for what, name, med, mn in rows:
+        base = by_key[(what, "yolov8n")][2]
+        fast = by_key[(what, "biformer")][2]
+        ratio = f"{med / fast:.2f}×" if name == "biformer-ref" else ""
+        print(f"{what:<24} {labels[name]:<34} {med:>11.1f} ({mn:>6.1f}) {med / base:>10.2f}× {ratio:>9}")
+
+
+if __name__ == "__main__":
+    main()
