@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
+# One intra-op thread for the whole test session (and its subprocesses): on the 2-core CI machine the
+# training tests also run data-loader workers, and two torch threads per process then oversubscribe the
+# cores (seen on a busy 2-core machine: 150 s instead of 13 s for one 2-epoch training test). Tests never
+# measure speed.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -39,7 +39,8 @@ class FakeModel:
         return self._record("val", kw)
 
     def predict(self, **kw):
-        return self._record("predict", kw)
+        self._record("predict", kw)
+        return iter([])  # the CLI streams the results
 
     def export(self, **kw):
         return self._record("export", kw)
@@ -106,7 +107,8 @@ def test_settings_errors(capsys):
     (["detect", "val", "model=runs/detect/train/weights/best.pt", "data=coco128.yaml", "conf=0.01"],
      "val", "runs/detect/train/weights/best.pt", {"data": "coco128.yaml", "conf": 0.01}),
     (["detect", "predict", "model=best.pt", "source=path/to/images_or_video", "classes=[0,2]", "show"],
-     "predict", "best.pt", {"source": "path/to/images_or_video", "classes": [0, 2], "show": True}),
+     "predict", "best.pt", {"source": "path/to/images_or_video", "classes": [0, 2], "show": True, "save": True,
+                            "stream": True}),  # the CLI saves annotated output and streams by default
     (["export", "model=best.pt", "format=onnx", "half=True", "opset=12"],
      "export", "best.pt", {"format": "onnx", "half": True, "opset": 12}),
     (["train", "epochs", "=", "3", "lr0=", "0.02", "device", "=0,1", "name=2024", "amp=False"],

@@ -81,12 +81,19 @@ def test_published_checkpoint_loads_and_validates(reference_dir, coco128):
     # Trained briefly on COCO128's train half by the published package: weak but clearly above chance on val.
     assert 0.0 < metrics.box.map50 <= 1.0
     assert metrics.box.map <= metrics.box.map50
+    image = sorted((coco128 / "images" / "val2017").glob("*.jpg"))[0]
+    results = model.predict(str(image), imgsz=320, conf=0.1)
+    assert len(results) == 1 and results[0].orig_shape == results[0].orig_img.shape[:2]
+    assert results[0].boxes.xyxy.shape[1] == 4
 
 
-def test_predict_and_export_arrive_later(capsys, monkeypatch):
+def test_exported_models_are_predict_only(tmp_path):
     model = YOLO("yolov8n.yaml")
-    for call in (model.predict, model.export):
-        with pytest.raises(NotImplementedError, match="later release"):
-            call()
-    line = cli_error(["export", "model=yolov8n.yaml", "format=onnx"], capsys, monkeypatch)
-    assert "later release" in line
+    onnx = model.export(format="onnx", imgsz=160, project=str(tmp_path))
+    exported = YOLO(onnx)
+    assert exported.names == model.names and exported.device.type == "cpu"
+    with pytest.raises(ValueError, match="exported model"):
+        exported.train(data="coco128.yaml")
+    with pytest.raises(ValueError, match="exported model"):
+        exported.export(format="onnx")
+

@@ -205,7 +205,12 @@ def run_mode(args: list[str]) -> int:
     kwargs = {k: v for k, v in overrides.items() if k not in ("model", "mode", "task")}
     try:
         yolo = _load_model(str(model))
-        getattr(yolo, mode)(**kwargs)
+        if mode == "predict":  # the command line saves annotated output and streams (constant memory on videos)
+            kwargs.setdefault("save", True)
+            for _ in yolo.predict(stream=True, **kwargs):
+                pass
+        else:
+            getattr(yolo, mode)(**kwargs)
     except NotImplementedError as e:
         if _want_traceback():
             raise

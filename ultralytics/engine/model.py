@@ -36,9 +36,11 @@ class YOLO:
             self._new(name, verbose)
         elif suffix == ".pt":
             self._load(name)
+        elif suffix in (".onnx", ".torchscript"):
+            self._load_exported(name)
         else:
             raise ValueError(f"model={name!r} is neither a model yaml (e.g. yolov8n.yaml, yolov8_BiFormer.yaml) "
-                             "nor a *.pt checkpoint")
+                             "nor a *.pt checkpoint nor an exported *.onnx / *.torchscript file")
 
     def _new(self, cfg: str, verbose: bool) -> None:
         from ultralytics.nn.tasks import DetectionModel
@@ -69,6 +71,18 @@ class YOLO:
         self.overrides = {k: args[k] for k in CKPT_ARGS if args.get(k) is not None}
         self.overrides["model"] = str(path)
 
+    def _load_exported(self, path: str) -> None:
+        """An exported model (ONNX Runtime or TorchScript): predict only."""
+        from ultralytics.nn.autobackend import AutoBackend
+
+        self.model = AutoBackend(path)  # clear FileNotFoundError / ValueError inside; names/stride/imgsz from metadata
+        self.exported = path
+        self.overrides = {"model": path}
+
+    def _require_trainable(self, mode: str) -> None:
+        if getattr(self, "exported", None):
+            raise ValueError(f"{mode} needs a *.yaml or *.pt model; {self.exported} is an exported model (predict only)")
+
     # ---------------------------------------------------------------------------------------------------- weights
     def load(self, weights: str | Path | dict | nn.Module) -> YOLO:
         """Transfer every tensor whose name and shape match from `weights` (*.pt, state_dict or model)."""
@@ -89,6 +103,7 @@ class YOLO:
         from ultralytics.engine.trainer import DetectionTrainer
         from ultralytics.utils.checkpoint import load_checkpoint, model_from_checkpoint
 
+        self._require_trainable("train")
         overrides = {k: v for k, v in self.overrides.items() if k != "pretrained"}
         overrides.update(kwargs)
         overrides["mode"] = "train"
@@ -123,14 +138,24 @@ class YOLO:
         self.metrics = v(model=self.model)
         return self.metrics
 
-    def predict(self, source: Any = None, **kwargs: Any) -> Any:
-        raise NotImplementedError("predict arrives in a later release")
+    def predict(self, source: Any = None, stream: bool = False, **kwargs: Any) -> Any:
+        """Detect objects in `source` (path, folder, glob, video, array, PIL image, tensor or a list);
+        returns a list of Results, or a generator of them with stream=True."""
+        from ultralytics.engine.predictor import DetectionPredictor
 
-    def __call__(self, source: Any = None, **kwargs: Any) -> Any:
-        return self.predict(source, **kwargs)
+        args = {**{k: v for k, v in self.overrides.items() if k in ("imgsz", "data")}, **kwargs}
+        return DetectionPredictor(overrides=args)(source, model=self.model, stream=stream)
 
-    def export(self, **kwargs: Any) -> Any:
-        raise NotImplementedError("export arrives in a later release")
+    def __call__(self, source: Any = None, stream: bool = False, **kwargs: Any) -> Any:
+        return self.predict(source, stream=stream, **kwargs)
+
+    def export(self, **kwargs: Any) -> str:
+        """Export to format=onnx or torchscript; returns the path of the exported file."""
+        from ultralytics.engine.exporter import export_model
+
+        self._require_trainable("export")
+        args = {**{k: v for k, v in self.overrides.items() if k in ("imgsz", "data")}, **kwargs}
+        return export_model(self.model, self.ckpt_path, **args)
 
     # ---------------------------------------------------------------------------------------------------- model
     def info(self, detailed: bool = False, verbose: bool = True) -> tuple:
@@ -150,7 +175,8 @@ class YOLO:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        dev = getattr(self.model, "device", None)  # AutoBackend (ONNX) has no parameters
+        return dev if isinstance(dev, torch.device) else next(self.model.parameters()).device
 
     @property
     def names(self) -> dict[int, str]:

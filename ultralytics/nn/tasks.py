@@ -318,7 +318,8 @@ class DetectionModel(nn.Module):
         if augment:
             raise NotImplementedError("test-time augmentation (augment=True) is not supported yet")
         stride = getattr(self, "stride", None)
-        if stride is not None and x.dim() == 4:
+        tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+        if stride is not None and x.dim() == 4 and not tracing:
             s = int(stride.max())
             if x.shape[-2] % s or x.shape[-1] % s:
                 raise ValueError(f"input size {x.shape[-2]}×{x.shape[-1]} is not a multiple of the model stride {s}; "

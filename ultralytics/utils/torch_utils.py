@@ -86,6 +86,7 @@ def model_display_name(model: nn.Module) -> str:
     return f"YOLOv{m.group(1)}{m.group(2) or scale}{m.group(3)}"
 
 
+@torch.no_grad()
 def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """A Conv2d (with bias) computing bn(conv(x)) for a BatchNorm in eval mode."""
     fused = nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride,

@@ -369,7 +369,11 @@ def _bra_cpu(m: BiLevelRoutingAttention, x: torch.Tensor, hh: int, ww: int, h: i
 def _bra_generic(m: BiLevelRoutingAttention, x: torch.Tensor, hh: int, ww: int, h: int, w: int) -> torch.Tensor:
     """BRA forward with plain tensor ops and F.scaled_dot_product_attention (CUDA, tracing, export)."""
     n, nw, qk, heads = x.shape[0], m.n_win, m.qk_dim, m.num_heads
-    if (hh, ww) != (nw * h, nw * w):
+    # Under tracing/export always pad and crop (zero-width when divisible), so a dynamic-shape graph traced at a
+    # divisible size still pads at other sizes.
+    exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+    padded = exporting or (hh, ww) != (nw * h, nw * w)
+    if padded:
         x = F.pad(x, (0, nw * w - ww, 0, nw * h - hh))  # zeros right/bottom; padded tokens still get the qkv bias
     qkv = m.qkv.qkv(image_to_regions(x, nw))  # (R, T, 2qk + dim), R = N·p², T = h·w
     weight, index = _route_regions(m, qkv[..., :qk], qkv[..., qk:2 * qk], n)
@@ -384,7 +388,7 @@ def _bra_generic(m: BiLevelRoutingAttention, x: torch.Tensor, hh: int, ww: int, 
     if isinstance(m.lepe, torch.nn.Conv2d):
         out = out + image_to_regions(m.lepe(regions_to_image(qkv[..., 2 * qk:], n, nw, h, w)), nw)
     out = regions_to_image(m.wo(out), n, nw, h, w)
-    return out[:, :, :hh, :ww].contiguous() if (hh, ww) != (nw * h, nw * w) else out
+    return out[:, :, :hh, :ww].contiguous() if padded else out
 
 
 def bra_attention(m: BiLevelRoutingAttention, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,269 @@
+"""Prediction: source → letterbox → model (any AutoBackend) → NMS → `Results` in original-image pixels.
+
+    predictor = DetectionPredictor(overrides={"conf": 0.25, "imgsz": 640, "save": True})
+    results = predictor("path/to/images", model="runs/detect/train/weights/best.pt")   # list of Results
+    for r in predictor("video.mp4", model="best.onnx", stream=True): ...                # lazy generator
+
+Letterbox: single images (and batches of images of one shape) get the minimal padding to multiples of the
+stride (`rect=True`, the predict default); batches of mixed shapes, `rect=False` and fixed-size exported
+models (static ONNX, TorchScript) get the full imgsz × imgsz letterbox. Tensor sources are fed as given.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ultralytics.cfg import get_cfg
+from ultralytics.data.augment import LetterBox
+from ultralytics.data.loaders import InferenceSource, SourceItem
+from ultralytics.engine.results import Results
+from ultralytics.nn.autobackend import AutoBackend
+from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER
+from ultralytics.utils.ops import non_max_suppression, scale_boxes
+
+# Predict-mode defaults that differ from default.yaml (which holds the training values).
+PREDICT_DEFAULTS: dict[str, Any] = {"conf": 0.25, "batch": 1, "save": False, "rect": True}
+
+
+class DetectionPredictor:
+    """Run a detector over a source; configure with default.yaml keys (conf, iou, imgsz, save, ...)."""
+
+    def __init__(self, cfg: str | Path | dict | None = DEFAULT_CFG_PATH, overrides: dict[str, Any] | None = None):
+        overrides = {**PREDICT_DEFAULTS, **(overrides or {}), "mode": "predict"}
+        overrides.pop("source", None)
+        self._imgsz_given = "imgsz" in overrides
+        self.args = get_cfg(cfg, overrides)
+        if self.args.conf is None:
+            self.args.conf = PREDICT_DEFAULTS["conf"]
+        for key in ("augment", "visualize"):
+            if self.args.get(key):
+                raise NotImplementedError(f"{key}=True is not supported by predict in this release")
+        if self.args.embed:
+            raise NotImplementedError("embed= (feature vectors) is not supported by predict in this release")
+        self.model: AutoBackend | None = None
+        self.save_dir: Path | None = None
+        self.imgsz: list[int] = [640, 640]
+        self._writers: dict[str, cv2.VideoWriter] = {}
+        self.seen = 0
+        self.speed: dict[str, float] = {}
+
+    # ------------------------------------------------------------------------------------------------ setup
+    def setup_model(self, model: str | Path | nn.Module | AutoBackend) -> AutoBackend:
+        """Wrap `model` (a .pt/.onnx/.torchscript path, a DetectionModel or an AutoBackend) for inference."""
+        from ultralytics.utils.torch_utils import select_device
+
+        if isinstance(model, AutoBackend):
+            self.model = model
+        else:
+            device = select_device(self.args.device, verbose=False)
+            self.model = AutoBackend(model, device=device, fp16=bool(self.args.half), fuse=True)
+        self.imgsz = self._resolve_imgsz()
+        return self.model
+
+    def _resolve_imgsz(self) -> list[int]:
+        m = self.model
+        want = self.args.imgsz
+        size = [int(v) for v in want] if isinstance(want, (list, tuple)) else [int(want)]
+        size = size * 2 if len(size) == 1 else size
+        if not m.dynamic and m.imgsz:
+            if size != list(m.imgsz) and self._imgsz_given:
+                LOGGER.warning(f"WARNING ⚠️ {Path(m.path).name} was exported at imgsz={m.imgsz} and runs only at "
+                               f"that size; imgsz={want} ignored")
+            return list(m.imgsz)
+        fixed = [max(m.stride, -(-s // m.stride) * m.stride) for s in size]
+        if fixed != size:
+            LOGGER.warning(f"WARNING ⚠️ imgsz={want} must be a multiple of the max stride {m.stride}; "
+                           f"using {fixed}")
+        return fixed
+
+    def _setup_save_dir(self) -> Path | None:
+        a = self.args
+        if not (a.save or a.save_txt or a.save_crop or a.save_frames):
+            return None
+        from ultralytics.engine.run_files import get_save_dir
+
+        d = Path(a.save_dir) if a.get("save_dir") else get_save_dir(a.project, a.name or "predict", a.exist_ok)
+        d.mkdir(parents=True, exist_ok=True)
+        if a.save_txt:
+            (d / "labels").mkdir(exist_ok=True)
+        return d
+
+    # ------------------------------------------------------------------------------------------------ running
+    def __call__(self, source: Any = None, model: Any = None,
+                 stream: bool = False) -> list[Results] | Iterator[Results]:
+        """Predict on `source`: a list of Results, or a lazy generator of them with stream=True."""
+        gen = self.stream_inference(source, model)
+        return gen if stream else list(gen)
+
+    def stream_inference(self, source: Any = None, model: Any = None) -> Iterator[Results]:
+        """Generator of Results, one per image / video frame; reads the source lazily (constant memory)."""
+        if model is not None or self.model is None:
+            if model is None:
+                raise ValueError("no model given: pass model= (a .pt, .onnx or .torchscript file, or a DetectionModel)")
+            self.setup_model(model)
+        src = InferenceSource(source, vid_stride=self.args.vid_stride)  # resolves paths now: errors surface early
+        return self._run(src)
+
+    def _run(self, src: InferenceSource) -> Iterator[Results]:
+        self.save_dir = self._setup_save_dir()
+        self.seen, totals, shape = 0, [0.0, 0.0, 0.0], None
+        try:
+            for batch in self._batches(src):
+                if not getattr(self.model, "warm", False):  # the first call initialises lazily: keep it out of timings
+                    self.model.warmup((1, 3, *self.imgsz))
+                    self.model.warm = True
+                t0 = time.perf_counter()
+                im, ratio_pads = self.preprocess(batch)
+                t1 = time.perf_counter()
+                preds = self.inference(im)
+                t2 = time.perf_counter()
+                results = self.postprocess(preds, im, batch, ratio_pads)
+                t3 = time.perf_counter()
+                n = len(batch)
+                speed = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n,
+                         "postprocess": (t3 - t2) * 1e3 / n}
+                totals = [t + v * n for t, v in zip(totals, speed.values())]
+                shape = tuple(im.shape)
+                for item, r in zip(batch, results):
+                    self.seen += 1
+                    r.speed = dict(speed)
+                    r.save_dir = str(self.save_dir) if self.save_dir else None
+                    self.write_results(item, r, im.shape[2:])
+                    yield r
+        finally:
+            for w in self._writers.values():
+                w.release()
+            self._writers.clear()
+        self._summary(totals, shape)
+
+    def _batches(self, src: InferenceSource) -> Iterator[list[SourceItem]]:
+        """Group consecutive items into batches of `batch`; tensor sources are never mixed with images."""
+        bs, batch = max(int(self.args.batch), 1), []
+        for item in src:
+            if batch and (len(batch) == bs or (item.kind == "tensor") != (batch[0].kind == "tensor")):
+                yield batch
+                batch = []
+            batch.append(item)
+        if batch:
+            yield batch
+
+    def preprocess(self, batch: list[SourceItem]) -> tuple[torch.Tensor, list[tuple]]:
+        """Items → (B, 3, H, W) float RGB 0..1 on the model's device, plus each image's letterbox ratio_pad."""
+        m = self.model
+        if batch[0].kind == "tensor":
+            im = torch.stack([it.tensor for it in batch])
+            h, w = im.shape[2:]
+            if h % m.stride or w % m.stride:
+                raise ValueError(f"tensor source of size {h}x{w} is not a multiple of the model stride {m.stride}; "
+                                 f"resize it (e.g. to {self.imgsz[0]}x{self.imgsz[1]}) or pass a numpy/PIL image")
+            if not m.dynamic and m.imgsz and [h, w] != list(m.imgsz):
+                raise ValueError(f"tensor source of size {h}x{w} does not match the exported model's input "
+                                 f"{m.imgsz[0]}x{m.imgsz[1]}")
+            ratio_pads = [((1.0, 1.0), (0, 0))] * len(batch)
+        else:
+            same = all(it.im0.shape == batch[0].im0.shape for it in batch)
+            auto = bool(self.args.rect) and same and m.dynamic
+            letterbox = LetterBox(tuple(self.imgsz), auto=auto, stride=m.stride)
+            ims, ratio_pads = [], []
+            for it in batch:
+                out = letterbox({"img": it.im0, "bboxes": np.zeros((0, 4), np.float32)})
+                ims.append(out["img"])
+                ratio_pads.append(out["ratio_pad"])
+            arr = np.ascontiguousarray(np.stack(ims)[..., ::-1].transpose(0, 3, 1, 2))  # BGR HWC → RGB CHW
+            im = torch.from_numpy(arr)
+        im = im.to(m.device)
+        im = im.half() if m.fp16 else im.float()
+        if not batch[0].kind == "tensor":
+            im /= 255.0
+        return im, ratio_pads
+
+    def inference(self, im: torch.Tensor) -> torch.Tensor:
+        y = self.model(im)
+        if y.device.type == "cuda":
+            torch.cuda.synchronize(y.device)
+        return y
+
+    def postprocess(self, preds: torch.Tensor, im: torch.Tensor, batch: list[SourceItem],
+                    ratio_pads: list[tuple]) -> list[Results]:
+        """NMS, then boxes mapped from the letterboxed input back to each original image."""
+        a = self.args
+        classes = None if a.classes is None else ([a.classes] if isinstance(a.classes, int) else list(a.classes))
+        dets = non_max_suppression(preds, conf_thres=a.conf, iou_thres=a.iou, classes=classes,
+                                   agnostic=a.agnostic_nms, max_det=a.max_det)
+        results = []
+        for det, item, rp in zip(dets, batch, ratio_pads):
+            det = det.float()
+            det[:, :4] = scale_boxes(im.shape[2:], det[:, :4], item.im0.shape[:2], ratio_pad=rp)
+            results.append(Results(item.im0, item.path, self.model.names, boxes=det))
+        return results
+
+    # ------------------------------------------------------------------------------------------------ output
+    def write_results(self, item: SourceItem, r: Results, input_hw: tuple[int, int]) -> None:
+        """Log the progress line and save whatever save/save_txt/save_crop/save_frames ask for."""
+        a = self.args
+        if a.verbose:
+            LOGGER.info(f"{item.info}{input_hw[0]}x{input_hw[1]} {r.verbose()}{r.speed['inference']:.1f}ms")
+        stem = Path(item.path).stem + (f"_{item.frame}" if item.kind == "video" else "")
+        if self.save_dir is None and not a.show:
+            return
+        plotted = None
+        if a.save or a.show or a.save_frames:
+            plotted = r.plot(conf=a.show_conf, labels=a.show_labels, boxes=a.show_boxes, line_width=a.line_width)
+        if a.show:
+            r.show(conf=a.show_conf, labels=a.show_labels, boxes=a.show_boxes, line_width=a.line_width)
+        if self.save_dir is None:
+            return
+        if a.save_txt:
+            r.save_txt(self.save_dir / "labels" / f"{stem}.txt", save_conf=a.save_conf)
+        if a.save_crop:
+            r.save_crop(self.save_dir / "crops", file_name=stem)
+        if a.save_frames and item.kind == "video":
+            frames_dir = self.save_dir / f"{Path(item.path).stem}_frames"
+            frames_dir.mkdir(exist_ok=True)
+            cv2.imwrite(str(frames_dir / f"{stem}.jpg"), plotted)
+        if a.save:
+            if item.kind == "video":
+                self._write_frame(item, plotted)
+            else:
+                cv2.imwrite(str(self.save_dir / Path(item.path).name), plotted)
+
+    def _write_frame(self, item: SourceItem, frame: np.ndarray) -> None:
+        """Append a frame to the annotated video (save_dir/<stem>.mp4, mp4v), opening it on the first frame."""
+        writer = self._writers.get(item.path)
+        if writer is None:
+            for w in self._writers.values():  # one video at a time: close the previous one
+                w.release()
+            self._writers.clear()
+            out = self.save_dir / f"{Path(item.path).stem}.mp4"
+            h, w = frame.shape[:2]
+            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), item.fps or 30.0, (w, h))
+            if not writer.isOpened():
+                raise OSError(f"cannot open video writer for '{out}' (mp4v codec missing from OpenCV?)")
+            self._writers[item.path] = writer
+        writer.write(frame)
+
+    def _summary(self, totals: list[float], shape: tuple | None) -> None:
+        n = max(self.seen, 1)
+        self.speed = {"preprocess": totals[0] / n, "inference": totals[1] / n, "postprocess": totals[2] / n}
+        if not self.args.verbose or not self.seen:
+            return
+        LOGGER.info(f"Speed: {self.speed['preprocess']:.1f}ms preprocess, {self.speed['inference']:.1f}ms inference, "
+                    f"{self.speed['postprocess']:.1f}ms postprocess per image at shape {shape}")
+        if self.save_dir is not None:
+            LOGGER.info(f"Results saved to {self.save_dir}")
+            if self.args.save_txt:
+                n_labels = len(list((self.save_dir / "labels").glob("*.txt")))
+                LOGGER.info(f"{n_labels} label{'s' * (n_labels != 1)} saved to {self.save_dir / 'labels'}")
+
+
+def predict(model: str | Path | nn.Module | AutoBackend, source: Any, stream: bool = False,
+            **overrides: Any) -> list[Results] | Iterator[Results]:
+    """Predict with `model` on `source` (config keys as keyword arguments); list of Results, or a generator."""
+    return DetectionPredictor(overrides=overrides)(source, model=model, stream=stream)
