@@ -22,7 +22,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ultralytics.nn.modules.block import BiLevelRoutingAttention  # noqa: E402
+from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script's folder)
 
 POSITIONS = {"P3": (192, 80, 80), "P4": (192, 40, 40), "P5": (384, 20, 20)}  # (C, H, W) at 640, yolov8_BiFormer-n
 
@@ -50,12 +50,7 @@ def load_reference() -> Callable:
 
 def machine(device: torch.device) -> str:
     """One line describing the CPU, the thread count, torch and the device."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_name()
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     return (f"CPU: {cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()} | "
             f"torch {torch.__version__} | device: {dev}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from ultralytics.nn.autobackend import AutoBackend  # noqa: E402
 from ultralytics.nn.tasks import DetectionModel  # noqa: E402
 from ultralytics.utils import LOGGER  # noqa: E402
 from ultralytics.utils.checkpoint import atomic_save, make_checkpoint  # noqa: E402
+from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script's folder)
 
 COCO128 = ROOT.parent / "shared" / "datasets" / "coco128" / "images" / "val2017"
 MODELS = {"yolov8n": "yolov8n.yaml", "yolov8_BiFormer-n": "yolov8n_BiFormer.yaml"}
@@ -45,12 +45,7 @@ def machine() -> str:
     """One line: CPU model, cores, torch/onnxruntime versions and thread counts."""
     import onnxruntime as ort
 
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = cpu_name()
     load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return (f"CPU: {cpu}, {os.cpu_count()} logical cores, load avg {load} | torch {torch.__version__} "
             f"({torch.get_num_threads()} threads) | onnxruntime {ort.__version__}")

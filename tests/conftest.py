@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -52,3 +53,20 @@ def _isolated_settings(tmp_path_factory, monkeypatch):
     dict.clear(SETTINGS)
     dict.update(SETTINGS, saved[0])
     SETTINGS.file = saved[1]
+
+
+@pytest.fixture
+def logs():
+    """Messages logged by the package's LOGGER during the test (warnings included)."""
+    from ultralytics.utils import LOGGER
+
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    handler = Collect()
+    LOGGER.addHandler(handler)
+    yield lines
+    LOGGER.removeHandler(handler)

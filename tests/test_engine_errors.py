@@ -6,7 +6,6 @@ import pytest
 
 from ultralytics import YOLO
 from ultralytics.cfg import CfgError, entrypoint
-from ultralytics.utils.checkpoint import CheckpointError
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -17,26 +16,12 @@ from ultralytics.engine.exporter import Exporter, export_model
 from ultralytics.engine.predictor import DetectionPredictor, predict
 from ultralytics.engine.results import Results
 from ultralytics.nn.autobackend import AutoBackend
-from ultralytics.utils import LOGGER, SETTINGS, yaml_load
+from ultralytics.utils import SETTINGS, yaml_load
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 META_KEYS = {"description", "author", "date", "version", "license", "stride", "task", "batch", "imgsz", "names", "args"}
-
-
-@pytest.fixture
-def logs():
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            lines.append(record.getMessage())
-
-    h = Collect()
-    LOGGER.addHandler(h)
-    yield lines
-    LOGGER.removeHandler(h)
 
 
 def _model(cfg: str = "yolov8n.yaml"):

@@ -6,7 +6,6 @@ boxes are known exactly and the tests stay fast; a few run a real yolov8n on COC
 
 from __future__ import annotations
 
-import logging
 import types
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from ultralytics.data.loaders import InferenceSource
 from ultralytics.engine.predictor import DetectionPredictor, predict
 from ultralytics.engine.results import Results
 from ultralytics.nn.autobackend import AutoBackend
-from ultralytics.utils import LOGGER, SETTINGS
+from ultralytics.utils import SETTINGS
 
 NAMES = {0: "cat", 1: "dog", 2: "bird"}
 # rows of (cx, cy, w, h) as fractions of the network input, class, score
@@ -53,20 +52,6 @@ class FakeDetector(nn.Module):
 @pytest.fixture
 def fake() -> AutoBackend:
     return AutoBackend(FakeDetector())
-
-
-@pytest.fixture
-def logs():
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            lines.append(record.getMessage())
-
-    h = Collect()
-    LOGGER.addHandler(h)
-    yield lines
-    LOGGER.removeHandler(h)
 
 
 @pytest.fixture(scope="module")
