@@ -31,6 +31,16 @@ def coco128() -> Path:
     return COCO128
 
 
+def coco128_subset_yaml(folder: Path, n_val: int) -> Path:
+    """A dataset yaml over COCO128 (train split whole) whose val split is its first `n_val` val images."""
+    images = sorted((COCO128 / "images" / "val2017").iterdir())[:n_val]
+    (folder / "val.txt").write_text("\n".join(str(p) for p in images) + "\n")
+    names = "\n".join(f"  {i}: c{i}" for i in range(80))
+    f = folder / "tiny.yaml"
+    f.write_text(f"path: {COCO128}\ntrain: images/train2017\nval: {folder / 'val.txt'}\nnames:\n{names}\n")
+    return f
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     """Folder with the published state_dict layouts and the published checkpoint."""

@@ -16,16 +16,13 @@ from ultralytics.engine.trainer import DetectionTrainer, NonFiniteLossError
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import SETTINGS
 
+from conftest import coco128_subset_yaml  # noqa: E402
+
 
 @pytest.fixture
 def tiny(tmp_path, coco128) -> Path:
     """COCO128 train images (cut by `fraction`) and a 4-image val split."""
-    images = sorted((coco128 / "images" / "val2017").iterdir())[:4]
-    (tmp_path / "val.txt").write_text("\n".join(str(p) for p in images) + "\n")
-    f = tmp_path / "tiny.yaml"
-    names = "\n".join(f"  {i}: c{i}" for i in range(80))
-    f.write_text(f"path: {coco128}\ntrain: images/train2017\nval: {tmp_path / 'val.txt'}\nnames:\n{names}\n")
-    return f
+    return coco128_subset_yaml(tmp_path, 4)
 
 
 class FakeLoss:

@@ -14,6 +14,8 @@ from ultralytics.data import build_dataloader, build_yolo_dataset, check_det_dat
 from ultralytics.engine.validator import DetectionValidator
 from ultralytics.utils.ops import non_max_suppression, scale_boxes, xywh2xyxy
 
+from conftest import coco128_subset_yaml  # noqa: E402
+
 
 def raw_output(boxes_xywh: list, scores: list) -> torch.Tensor:
     """(1, 4 + nc, n) like Detect's eval output."""
@@ -46,12 +48,7 @@ def test_nms_basics():
 @pytest.fixture
 def tiny_val(tmp_path, coco128) -> Path:
     """A dataset yaml over COCO128 whose val split is 8 images (varied aspect ratios)."""
-    images = sorted((coco128 / "images" / "val2017").iterdir())[:8]
-    (tmp_path / "val.txt").write_text("\n".join(str(p) for p in images) + "\n")
-    f = tmp_path / "tiny.yaml"
-    names = "\n".join(f"  {i}: c{i}" for i in range(80))
-    f.write_text(f"path: {coco128}\ntrain: images/train2017\nval: {tmp_path / 'val.txt'}\nnames:\n{names}\n")
-    return f
+    return coco128_subset_yaml(tmp_path, 8)
 
 
 def val_loader(data_yaml: Path, imgsz: int = 160, batch: int = 4):
