@@ -185,3 +185,12 @@ def test_gradients_reach_every_trainable_parameter():
     sum(o.float().pow(2).mean() for o in out).backward()
     missing = [n for n, p in m.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
     assert missing == []
+
+
+def test_fuse_outside_no_grad_leaves_plain_weights():
+    # Fusing a trainable model (grad mode on) must not give the fused convs autograd history.
+    m = DetectionModel("yolov8n.yaml", verbose=False).eval()
+    m.fuse(verbose=False)
+    convs = [x for x in m.modules() if isinstance(x, torch.nn.Conv2d)]
+    assert all(c.weight.grad_fn is None and c.weight.is_leaf for c in convs)
+    m.requires_grad_(False)  # fails on non-leaf tensors

@@ -121,8 +121,7 @@ class Exporter:
         for p in model.parameters():
             p.requires_grad_(False)
         if hasattr(model, "fuse") and not model.is_fused():
-            with torch.no_grad():
-                model.fuse(verbose=False)
+            model.fuse(verbose=False)
         for m in model.modules():
             if isinstance(m, Detect):
                 m.export, m.dynamic = True, dynamic

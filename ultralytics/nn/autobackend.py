@@ -116,8 +116,7 @@ class AutoBackend(nn.Module):
         for p in model.parameters():
             p.requires_grad_(False)
         if fuse and hasattr(model, "fuse") and not getattr(model, "is_fused", lambda: True)():
-            with torch.no_grad():  # fused weights must stay leaves without autograd history
-                model.fuse(verbose=False)
+            model.fuse(verbose=False)
         model = model.to(self.device).eval()
         model = model.half() if self.fp16 else model.float()
         self.model = model
