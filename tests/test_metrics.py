@@ -9,12 +9,14 @@ import pytest
 import torch
 
 from ultralytics.utils.metrics import (
+    ConfusionMatrix,
     DetMetrics,
     Metric,
     ap_per_class,
     bbox_iou,
     box_iou,
     compute_ap,
+    envelope_at,
     match_predictions,
     smooth,
 )
@@ -98,31 +100,41 @@ def test_box_iou_pairwise():
 
 
 # ---------------------------------------------------------------- compute_ap
-def test_compute_ap_linear_segment():
-    # recall [0.5, 1], precision [1, 0.5]; with sentinels mrec [0, .5, 1, 1], envelope mpre [1, 1, .5, 0].
-    # Sampled: 1 on [0, .5]; 1 − (x − .5) on (.5, .99] (0.51 at .99); 0 at x = 1 (the last sentinel).
-    # Trapezoid: 0.5 + 0.49·(1 + 0.51)/2 + 0.01·(0.51 + 0)/2 = 0.5 + 0.36995 + 0.00255 = 0.8725
+# The interpolated precision at recall r is the best precision at any recall >= r (0 beyond the last recall);
+# it is sampled at x = 0, .01, …, 1 and integrated with the trapezoid rule (0.01 · (sum − (first + last) / 2)).
+def test_compute_ap_step_segment():
+    # recall [.5, 1], precision [1, .5]: 1 at x <= .5 (51 points), .5 above (50 points)
+    # trapezoid: 50 intervals of 1, one of (1 + .5)/2, 49 of .5 → 0.5 + 0.0075 + 0.245 = 0.7525
     ap, mpre, mrec = compute_ap(np.array([0.5, 1.0]), np.array([1.0, 0.5]))
-    assert ap == pytest.approx(0.8725, abs=1e-9)
+    assert ap == pytest.approx(0.7525, abs=1e-12)
     assert mrec.tolist() == [0.0, 0.5, 1.0, 1.0]
     assert mpre.tolist() == [1.0, 1.0, 0.5, 0.0]
 
 
-def test_compute_ap_envelope_and_ramp():
+def test_compute_ap_envelope_and_drop_after_last_recall():
     # TP, FP, TP, TP with 4 labels: recall [.25, .25, .5, .75], precision [1, .5, 2/3, .75]
-    # mrec [0, .25, .25, .5, .75, 1], envelope mpre [1, 1, .75, .75, .75, 0]
-    # sampled: 1 for x < .25; 0.75 on [.25, .75]; 3(1 − x) on [.75, 1] (ramp to the end sentinel)
-    # trapezoid: 0.24·1 + 0.01·(1 + .75)/2 + 0.5·0.75 + 0.25·0.75/2 = 0.24 + 0.00875 + 0.375 + 0.09375 = 0.7175
+    # envelope: 1 for x <= .25 (26 points), .75 on (.25, .75] (50 points), 0 above .75 (never reached)
+    # trapezoid: 0.25 + 0.01·1.75/2 + 0.49·.75 + 0.01·.75/2 = 0.25 + 0.00875 + 0.3675 + 0.00375 = 0.63
     ap, mpre, _ = compute_ap(np.array([0.25, 0.25, 0.5, 0.75]), np.array([1.0, 0.5, 2 / 3, 0.75]))
-    assert ap == pytest.approx(0.7175, abs=1e-9)
+    assert ap == pytest.approx(0.63, abs=1e-12)
     assert mpre.tolist() == pytest.approx([1, 1, 0.75, 0.75, 0.75, 0])
 
 
 def test_compute_ap_perfect_and_empty():
-    # recall reaches 1 at precision 1: the curve is 1 on [0, .99] and 0 at x = 1 → 0.99 + 0.01·0.5 = 0.995
-    assert compute_ap(np.array([1.0]), np.array([1.0]))[0] == pytest.approx(0.995, abs=1e-12)
-    # only a false positive: recall [0], precision [0] → envelope 0 after x = 0 → AP 0
-    assert compute_ap(np.array([0.0]), np.array([0.0]))[0] == pytest.approx(0.0, abs=1e-12)
+    assert compute_ap(np.array([1.0]), np.array([1.0]))[0] == 1.0  # recall 1 at precision 1
+    # only a false positive: recall [0], precision [0] → AP 0
+    assert compute_ap(np.array([0.0]), np.array([0.0]))[0] == 0.0
+    assert compute_ap(np.zeros(0), np.zeros(0))[0] == 0.0
+
+
+def test_envelope_at_matches_a_loop():
+    rng = np.random.default_rng(0)
+    hits = rng.random(40) < 0.6
+    recall = np.cumsum(hits) / 30
+    precision = np.cumsum(hits) / np.arange(1, 41)
+    x = np.linspace(0, 1, 101)
+    loop = [max([p for r, p in zip(recall, precision) if r >= xi], default=0.0) for xi in x]
+    assert envelope_at(recall, precision, x) == pytest.approx(loop, abs=0)
 
 
 def test_smooth_box_filter():
@@ -144,14 +156,26 @@ def test_match_predictions_greedy_by_iou():
     assert correct[1].tolist() == [False] * 10
 
 
-def test_match_predictions_higher_iou_wins_and_class_must_match():
-    # two preds on one label: the IoU-0.82 one is matched, the 0.72 one is a duplicate
+def test_match_predictions_higher_confidence_wins_and_class_must_match():
+    # two preds on one label, the more confident one (first, NMS order) with IoU 0.72, the other with 0.82:
+    # at 0.50 … 0.70 the confident one takes the label; at 0.75 and 0.80 only the 0.82 one qualifies (COCO rule)
     iou = torch.tensor([[0.72, 0.82]])
     correct = match_predictions(torch.tensor([1, 1]), torch.tensor([1]), iou, IOUV)
-    assert correct[1].tolist() == [True] * 7 + [False] * 3  # 0.82 ≥ 0.50 … 0.80
-    assert not correct[0].any()
+    assert correct[0].tolist() == [True] * 5 + [False] * 5
+    assert correct[1].tolist() == [False] * 5 + [True] * 2 + [False] * 3
+    # explicit confidences reorder the visit: now the 0.82 prediction is the confident one and takes it everywhere
+    correct = match_predictions(torch.tensor([1, 1]), torch.tensor([1]), iou, IOUV, conf=torch.tensor([0.3, 0.9]))
+    assert correct[1].tolist() == [True] * 7 + [False] * 3 and not correct[0].any()
     # wrong class: never correct
     assert not match_predictions(torch.tensor([2]), torch.tensor([1]), torch.tensor([[1.0]]), IOUV).any()
+
+
+def test_match_predictions_takes_the_best_free_label():
+    # p0 (confident) overlaps l0 0.9 and l1 0.7; p1 overlaps l0 0.8 only. p0 takes l0, so p1 finds nothing.
+    iou = torch.tensor([[0.9, 0.8], [0.7, 0.0]])
+    correct = match_predictions(torch.tensor([0, 0]), torch.tensor([0, 0]), iou, IOUV)
+    assert correct[0].tolist() == [True] * 9 + [False]
+    assert not correct[1].any()
 
 
 def test_match_predictions_threshold_dependent_matching():
@@ -183,27 +207,27 @@ def _process(pred_boxes, pred_cls, conf, gt_boxes, gt_cls, names):
     return m
 
 
-def test_perfect_predictions_ap_0995_everywhere():
+def test_perfect_predictions_score_one():
     gts = [[[0, 0, 10, 10], [20, 20, 40, 30]], [[5, 5, 15, 25]]]
     cls = [[0, 1], [1]]
     m = _process(gts, cls, [[0.9, 0.8], [0.7]], gts, cls, {0: "a", 1: "b"})
-    # every class: recall reaches 1 at precision 1 → 0.995 at every threshold (see test_compute_ap_perfect_and_empty)
-    assert m.box.all_ap == pytest.approx(np.full((2, 10), 0.995))
-    assert m.box.map50 == pytest.approx(0.995) and m.box.map == pytest.approx(0.995)
+    # every class: recall reaches 1 at precision 1 → AP 1 at every threshold
+    assert m.box.all_ap.tolist() == np.ones((2, 10)).tolist()
+    assert m.box.map50 == 1.0 and m.box.map == 1.0 and m.box.map75 == 1.0
     assert m.box.mp == pytest.approx(1.0) and m.box.mr == pytest.approx(1.0)
-    assert m.fitness == pytest.approx(0.995)
+    assert m.fitness == pytest.approx(1.0)
     assert m.ap_class_index.tolist() == [0, 1]
 
 
 def test_shifted_box_staircase():
     # gt [0,0,10,10] (area 100), pred [0,0,10,7.2]: IoU = 72/100 = 0.72
-    # correct at 0.50, 0.55, 0.60, 0.65, 0.70 → AP 0.995; wrong at 0.75 … 0.95 → AP 0
+    # correct at 0.50, 0.55, 0.60, 0.65, 0.70 → AP 1; wrong at 0.75 … 0.95 → AP 0
     m = _process([[[0, 0, 10, 7.2]]], [[0]], [[0.9]], [[[0, 0, 10, 10]]], [[0]], {0: "a"})
-    assert m.box.all_ap[0] == pytest.approx([0.995] * 5 + [0.0] * 5)
-    assert m.box.map50 == pytest.approx(0.995)
-    assert m.box.map75 == pytest.approx(0.0)
-    assert m.box.map == pytest.approx(5 * 0.995 / 10)  # 0.4975
-    assert m.fitness == pytest.approx(0.1 * 0.995 + 0.9 * 0.4975)  # 0.54725
+    assert m.box.all_ap[0].tolist() == [1.0] * 5 + [0.0] * 5
+    assert m.box.map50 == 1.0
+    assert m.box.map75 == 0.0
+    assert m.box.map == pytest.approx(0.5)
+    assert m.fitness == pytest.approx(0.1 * 1.0 + 0.9 * 0.5)  # 0.55
     assert m.box.mp == pytest.approx(1.0) and m.box.mr == pytest.approx(1.0)
 
 
@@ -226,12 +250,11 @@ def test_false_positive_on_background_image_lowers_precision():
     assert clean.box.mp == pytest.approx(1.0)
     assert noisy.box.mp < 1.0
     assert noisy.box.mr == pytest.approx(1.0)
-    # the FP ranks below the TP: recall 1 is reached at precision 1 → AP still 0.995
-    assert noisy.box.map50 == pytest.approx(0.995)
-    # a higher-confidence FP: recall [0, 1], precision [0, .5] → envelope .5 on [0, .99], 0 at 1
-    # AP = 0.99·0.5 + 0.01·0.25 = 0.4975
+    # the FP ranks below the TP: recall 1 is reached at precision 1 → AP still 1
+    assert noisy.box.map50 == 1.0
+    # a higher-confidence FP: recall [0, 1], precision [0, .5] → envelope .5 everywhere → AP 0.5
     worse = _process([gt, [[50, 50, 60, 60]]], [[0], [0]], [[0.9], [0.95]], [gt, []], [[0], []], names)
-    assert worse.box.map50 == pytest.approx(0.4975)
+    assert worse.box.map50 == pytest.approx(0.5)
 
 
 def test_absent_classes():
@@ -240,9 +263,9 @@ def test_absent_classes():
     m = _process([[[0, 0, 10, 10], [30, 30, 40, 40]]], [[0, 2]], [[0.9, 0.8]],
                  [[[0, 0, 10, 10], [60, 60, 70, 70]]], [[0, 1]], names)
     assert m.ap_class_index.tolist() == [0, 1]  # class 2 is ignored (no labels)
-    assert m.box.ap50.tolist() == pytest.approx([0.995, 0.0])
-    assert m.box.map == pytest.approx(0.4975)
-    assert m.box.maps.tolist() == pytest.approx([0.995, 0.0, 0.4975])  # absent class 2 gets the overall map
+    assert m.box.ap50.tolist() == pytest.approx([1.0, 0.0])
+    assert m.box.map == pytest.approx(0.5)
+    assert m.box.maps.tolist() == pytest.approx([1.0, 0.0, 0.5])  # absent class 2 gets the overall map
     assert m.box.mp == pytest.approx(0.5) and m.box.mr == pytest.approx(0.5)
     assert m.class_result(1) == pytest.approx((0.0, 0.0, 0.0, 0.0))
 
@@ -252,7 +275,7 @@ def test_detmetrics_keys_results_dict_and_curves():
     assert m.keys == ["metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)"]
     rd = m.results_dict
     assert list(rd) == m.keys + ["fitness"]
-    assert rd["metrics/mAP50(B)"] == pytest.approx(0.995) and rd["fitness"] == pytest.approx(0.995)
+    assert rd["metrics/mAP50(B)"] == 1.0 and rd["fitness"] == pytest.approx(1.0)
     assert set(m.speed) == {"preprocess", "inference", "loss", "postprocess"}
     assert len(m.mean_results()) == 4
     for x, y, _, _ in m.curves_results:
@@ -264,10 +287,9 @@ def test_ap_per_class_returns_curves_and_counts():
     out = ap_per_class(tp, np.array([0.9, 0.3]), np.array([0, 0]), np.array([0, 0]))
     tp_n, fp_n, p, r, f1, ap, classes, p_curve, r_curve, f1_curve, px, prec = out
     assert classes.tolist() == [0] and ap.shape == (1, 10)
-    # recall [.5, .5], precision [1, .5] → mrec [0, .5, .5, 1], envelope mpre [1, 1, .5, 0].
-    # np.interp takes the last of equal xp: 1 on [0, .49], 0.5 at .5, then the ramp 1 − x down to (1, 0):
-    # 0.49 + 0.01·(1 + 0.5)/2 + 0.5·0.5/2 = 0.49 + 0.0075 + 0.125 = 0.6225
-    assert ap[0, 0] == pytest.approx(0.6225)
+    # recall [.5, .5], precision [1, .5] → envelope 1 for x <= .5 (51 points), 0 above (recall never exceeds .5)
+    # trapezoid: 50 intervals of 1 and one of (1 + 0)/2 → 0.5 + 0.005 = 0.505
+    assert ap[0, 0] == pytest.approx(0.505)
     assert p_curve.shape == r_curve.shape == f1_curve.shape == prec.shape == (1, 1000) and px.shape == (1000,)
     # between conf .3 and .9 R = .5 and P rises linearly from .5 to 1; the smoothed F1 peaks just below .9,
     # so P is high but below 1 → rounded counts: TP = .5·2 = 1, FP = round(1/P − 1) = 0
@@ -278,3 +300,42 @@ def test_ap_per_class_returns_curves_and_counts():
 def test_metric_defaults_without_update():
     m = Metric()
     assert m.mean_results() == [0.0, 0.0, 0.0, 0.0] and m.fitness() == 0.0 and m.map75 == 0.0
+
+
+# ---------------------------------------------------------------- confusion matrix
+def _cm(dets, gt_boxes, gt_cls, nc=3):
+    cm = ConfusionMatrix(nc)
+    d = torch.tensor(dets, dtype=torch.float).view(-1, 6)
+    cm.process_batch(d, torch.tensor(gt_boxes, dtype=torch.float).view(-1, 4), torch.tensor(gt_cls).view(-1))
+    return cm.matrix
+
+
+def test_confusion_matrix_by_hand():
+    gt = [[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60]]
+    dets = [[0, 0, 10, 10, 0.9, 0],     # matches label 0 (class 0) → [0, 0]
+            [20, 20, 30, 29, 0.8, 2],   # matches label 1 (class 1) with the wrong class → [2, 1]
+            [80, 80, 90, 90, 0.7, 1],   # nothing there → false positive [1, background]
+            [50, 50, 60, 60, 0.1, 2]]   # below conf 0.25: ignored, so label 2 is missed → [background, 2]
+    m = _cm(dets, gt, [0, 1, 2])
+    expected = np.zeros((4, 4), dtype=int)
+    expected[0, 0] = expected[2, 1] = expected[1, 3] = expected[3, 2] = 1
+    assert m.tolist() == expected.tolist()
+    assert m.sum() == 4
+
+
+def test_confusion_matrix_iou_threshold_and_one_to_one():
+    # IoU 0.4 < 0.45: no match → one FP and one miss
+    m = _cm([[0, 0, 10, 4, 0.9, 0]], [[0, 0, 10, 10]], [0])
+    assert m[0, 3] == 1 and m[3, 0] == 1 and m.trace() == 0
+    # two detections on one label: the higher IoU takes it, the other is a false positive
+    m = _cm([[0, 0, 10, 9, 0.9, 0], [0, 0, 10, 10, 0.8, 0]], [[0, 0, 10, 10]], [0])
+    assert m[0, 0] == 1 and m[0, 3] == 1 and m.sum() == 2
+
+
+def test_confusion_matrix_empty_sides():
+    cm = ConfusionMatrix(2)
+    cm.process_batch(None, torch.tensor([[0.0, 0, 5, 5]]), torch.tensor([1]))           # no detections
+    cm.process_batch(torch.tensor([[0.0, 0, 5, 5, 0.9, 0]]), torch.zeros(0, 4), torch.zeros(0))  # no labels
+    assert cm.matrix[2, 1] == 1 and cm.matrix[0, 2] == 1 and cm.matrix.sum() == 2
+    tp, fp = cm.tp_fp()
+    assert tp.tolist() == [0, 0] and fp.tolist() == [1, 0]

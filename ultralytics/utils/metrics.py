@@ -75,28 +75,45 @@ def box_iou(box1: torch.Tensor, box2: torch.Tensor) -> torch.Tensor:
 def compute_ap(recall: np.ndarray, precision: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
     """Average precision of one PR curve (points ordered by decreasing confidence).
 
-    Sentinels are appended (recall 0 → precision 1 at the start, recall 1 → precision 0 at the
-    end), precision is replaced by its envelope (running max from the right), sampled at the 101
-    recall points 0, 0.01, …, 1 with linear interpolation and integrated with the trapezoid rule.
-    Returns (ap, envelope precision, padded recall).
+    The precision envelope (at recall r: the best precision reached at any recall >= r, 0 beyond the
+    largest recall, COCO's interpolated precision) is sampled at the 101 recall points 0, 0.01, …, 1
+    and integrated with the trapezoid rule (SPEC §6). A perfect curve scores exactly 1.0.
+    Returns (ap, envelope precision, recall), both with sentinels (recall 0 / 1, precision 1 / 0) for plotting.
     """
+    x = np.linspace(0, 1, 101)
+    ap = float(_trapezoid(envelope_at(recall, precision, x), x))
     mrec = np.concatenate(([0.0], np.asarray(recall, dtype=np.float64), [1.0]))
     mpre = np.concatenate(([1.0], np.asarray(precision, dtype=np.float64), [0.0]))
     mpre = np.flip(np.maximum.accumulate(np.flip(mpre)))
-    x = np.linspace(0, 1, 101)
-    ap = float(_trapezoid(np.interp(x, mrec, mpre), x))
     return ap, mpre, mrec
 
 
+def envelope_at(recall: np.ndarray, precision: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Interpolated precision at the recall levels `x`: max precision over the points with recall >= x (0 if none).
+
+    `recall` must be non-decreasing (cumulative counts in decreasing-confidence order).
+    """
+    recall = np.asarray(recall, dtype=np.float64)
+    if recall.size == 0:
+        return np.zeros_like(np.asarray(x, dtype=np.float64))
+    env = np.flip(np.maximum.accumulate(np.flip(np.asarray(precision, dtype=np.float64))))
+    idx = np.searchsorted(recall, x, side="left")
+    return np.where(idx < recall.size, env[np.minimum(idx, recall.size - 1)], 0.0)
+
+
 def match_predictions(
-    pred_classes: torch.Tensor, true_classes: torch.Tensor, iou: torch.Tensor, iouv: torch.Tensor | None = None
+    pred_classes: torch.Tensor,
+    true_classes: torch.Tensor,
+    iou: torch.Tensor,
+    iouv: torch.Tensor | None = None,
+    conf: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Correct-matrix (N_pred, T) bool: prediction i is a true positive at IoU threshold iouv[j].
 
-    `iou` is (N_true, N_pred), e.g. box_iou(label_boxes, pred_boxes). Only same-class pairs count.
-    Matching is greedy and one-to-one: candidate pairs are visited by decreasing IoU and a pair
-    is taken when neither its label nor its prediction is already taken. At threshold t the pairs
-    with IoU >= t are a prefix of that order, so one pass gives the matching at every threshold.
+    `iou` is (N_true, N_pred), e.g. box_iou(label_boxes, pred_boxes); only same-class pairs count. As in the
+    COCO evaluation, predictions are visited by decreasing confidence (`conf`, or the given order, which is
+    NMS's) and each takes the free label with the highest IoU >= the threshold, one-to-one, separately at
+    every threshold. So a more confident detection keeps its label even when a weaker one overlaps it more.
     """
     iouv = IOU_THRESHOLDS if iouv is None else iouv
     device = pred_classes.device
@@ -107,17 +124,17 @@ def match_predictions(
         return torch.from_numpy(correct).to(device)
     same = true_classes.reshape(-1, 1) == pred_classes.reshape(1, -1)
     iou_np = (iou * same).detach().cpu().double().numpy()
-    li, pi = np.nonzero(iou_np >= thr.min())
-    if li.size:
-        vals = iou_np[li, pi]
-        order = np.argsort(-vals, kind="stable")
-        label_used = np.zeros(n_true, dtype=bool)
-        pred_used = np.zeros(n_pred, dtype=bool)
-        for k in order:
-            l, p = li[k], pi[k]
-            if not label_used[l] and not pred_used[p]:
-                label_used[l] = pred_used[p] = True
-                correct[p] = vals[k] >= thr
+    order = np.arange(n_pred) if conf is None else np.argsort(-conf.detach().cpu().numpy(), kind="stable")
+    candidates = order[(iou_np[:, order] >= thr.min()).any(0)]  # only these can match at any threshold
+    taken = np.zeros((thr.shape[0], n_true), dtype=bool)  # label already matched, per threshold
+    rows = np.arange(thr.shape[0])
+    for p in candidates:
+        col = iou_np[:, p]
+        ok = (col[None, :] >= thr[:, None]) & ~taken
+        best = np.where(ok, col[None, :], -1.0).argmax(1)
+        hit = ok[rows, best]
+        correct[p] = hit
+        taken[rows[hit], best[hit]] = True
     return torch.from_numpy(correct).to(device)
 
 
@@ -173,9 +190,8 @@ def ap_per_class(
         r_curve[ci] = np.interp(-px, -conf[i], recall[:, 0], left=0)
         p_curve[ci] = np.interp(-px, -conf[i], precision[:, 0], left=1)
         for j in range(nthr):
-            ap[ci, j], mpre, mrec = compute_ap(recall[:, j], precision[:, j])
-            if j == 0:
-                prec_values[ci] = np.interp(px, mrec, mpre)
+            ap[ci, j] = compute_ap(recall[:, j], precision[:, j])[0]
+        prec_values[ci] = envelope_at(recall[:, 0], precision[:, 0], px)
 
     f1_curve = 2 * p_curve * r_curve / (p_curve + r_curve + eps)
     i = int(smooth(f1_curve.mean(0), 0.1).argmax()) if nc else 0
@@ -183,6 +199,49 @@ def ap_per_class(
     tp_n = (r * nt).round()
     fp_n = (tp_n / (p + eps) - tp_n).round()
     return tp_n, fp_n, p, r, f1, ap, unique_classes.astype(int), p_curve, r_curve, f1_curve, px, prec_values
+
+
+class ConfusionMatrix:
+    """Detection confusion matrix (nc+1, nc+1): rows = predicted class, columns = true class, index nc = background.
+
+    Per image, detections with conf >= `conf` are matched one-to-one to labels of any class with IoU > `iou_thres`
+    (greedy by decreasing IoU). A matched pair counts at [pred class, true class]; an unmatched label at
+    [background, true class] (missed); an unmatched detection at [pred class, background] (false positive).
+    """
+
+    def __init__(self, nc: int, conf: float = 0.25, iou_thres: float = 0.45) -> None:
+        self.nc, self.conf, self.iou_thres = int(nc), float(conf), float(iou_thres)
+        self.matrix = np.zeros((self.nc + 1, self.nc + 1), dtype=np.int64)
+
+    def process_batch(self, detections: torch.Tensor | None, gt_boxes: torch.Tensor, gt_cls: torch.Tensor) -> None:
+        """Add one image: detections (N, 6) xyxy, conf, cls; gt_boxes (M, 4) xyxy in the same pixels; gt_cls (M,)."""
+        gt_cls = gt_cls.reshape(-1).long().cpu().numpy()
+        if detections is None or len(detections) == 0:
+            np.add.at(self.matrix, (self.nc, gt_cls), 1)
+            return
+        detections = detections[detections[:, 4] >= self.conf]
+        det_cls = detections[:, 5].long().cpu().numpy()
+        if len(gt_cls) == 0 or len(det_cls) == 0:
+            np.add.at(self.matrix, (self.nc, gt_cls), 1)
+            np.add.at(self.matrix, (det_cls, self.nc), 1)
+            return
+        iou = box_iou(gt_boxes.float(), detections[:, :4].float()).cpu().numpy()
+        gi, di = np.nonzero(iou > self.iou_thres)
+        order = np.argsort(-iou[gi, di], kind="stable")
+        gt_used, det_used = np.zeros(len(gt_cls), bool), np.zeros(len(det_cls), bool)
+        for k in order:
+            g, d = gi[k], di[k]
+            if not gt_used[g] and not det_used[d]:
+                gt_used[g] = det_used[d] = True
+                self.matrix[det_cls[d], gt_cls[g]] += 1
+        np.add.at(self.matrix, (self.nc, gt_cls[~gt_used]), 1)
+        np.add.at(self.matrix, (det_cls[~det_used], self.nc), 1)
+
+    def tp_fp(self) -> tuple[np.ndarray, np.ndarray]:
+        """True positives (diagonal) and false positives (row sum minus diagonal) per class, background excluded."""
+        tp = self.matrix.diagonal()
+        fp = self.matrix.sum(1) - tp
+        return tp[:-1], fp[:-1]
 
 
 class Metric:
@@ -281,6 +340,7 @@ class DetMetrics:
         self.box = Metric()
         self.box.nc = len(self.names)
         self.speed: dict[str, float] = {"preprocess": 0.0, "inference": 0.0, "loss": 0.0, "postprocess": 0.0}
+        self.coco: dict[str, Any] | None = None  # pycocotools / faster-coco-eval results when save_json scored them
 
     def process(self, tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target_cls: np.ndarray) -> None:
         """Compute AP and P/R from the stacked correct-matrix, confidences and classes of the whole set."""

@@ -1,4 +1,5 @@
-"""Plots written into a run folder: batch mosaics (train_batch*.jpg) and the label overview (labels.jpg).
+"""Plots written into a run folder: batch mosaics (train/val_batch*.jpg), the label overview (labels.jpg), and
+the background thread (PLOTS) that draws them off the hot path.
 
 Matplotlib is used through its Agg canvas directly (no pyplot, no global backend switch); boxes are drawn with cv2.
 """
@@ -6,12 +7,17 @@ Matplotlib is used through its Agg canvas directly (no pyplot, no global backend
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from pathlib import Path
+from typing import Any, Callable
 
 import cv2
 import numpy as np
 import torch
 
+from ultralytics.utils import LOGGER
 from ultralytics.utils.ops import xywh2xyxy
 
 # 20 distinguishable colours (RGB hex); class i uses PALETTE[i % 20].
@@ -123,3 +129,42 @@ def plot_labels(boxes_xywhn, cls, names: dict[int, str], save_dir: str | Path) -
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
     return out
+
+
+class PlotWorker:
+    """One background thread that draws plots off the training/validation hot path.
+
+    Jobs get their data as NumPy copies from the caller, so the main thread may go on changing its tensors.
+    A failing plot is logged as a warning and never stops a run. `wait()` blocks until every submitted job
+    has finished (called before a validation starts its loader workers and before a run returns, so the
+    files exist when `train()`/`val()` return).
+    """
+
+    def __init__(self) -> None:
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run fn(*args, **kwargs) in the plot thread."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plots")
+            self._pending = [f for f in self._pending if not f.done()]
+            self._pending.append(self._executor.submit(self._run, fn, args, kwargs))
+
+    @staticmethod
+    def _run(fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as e:  # a plot must never take a run down
+            LOGGER.warning(f"WARNING ⚠️ plot {getattr(fn, '__name__', fn)} failed: {e}")
+
+    def wait(self) -> None:
+        """Block until all submitted plots are written."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        wait_futures(pending)
+
+
+PLOTS = PlotWorker()  # the process-wide plot thread shared by the trainer and the validator
