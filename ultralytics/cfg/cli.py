@@ -26,11 +26,12 @@ from ultralytics.cfg import (
     get_cfg,
     parse_value,
 )
+from ultralytics.engine.ddp import DDPError
 from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, SETTINGS
 
 DEFAULT_TRAIN_MODEL = "yolov8_BiFormer.yaml"
 SPECIAL_COMMANDS = ("help", "version", "cfg", "settings")
-USER_ERRORS = (CfgError, FileNotFoundError, ValueError, KeyError, TypeError, NotImplementedError)
+USER_ERRORS = (CfgError, FileNotFoundError, ValueError, KeyError, TypeError, NotImplementedError, DDPError)
 EXIT_USER_ERROR = 2
 
 HELP = f"""

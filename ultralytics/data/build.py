@@ -73,7 +73,11 @@ def build_dataloader(dataset: YOLODataset, batch: int, workers: int, shuffle: bo
     """A seeded dataloader over `dataset` producing the batch dict of the contract.
 
     Same `seed` → same order and same augmentations. rank >= 0 (without an explicit `sampler`) uses a
-    DistributedSampler. Workers persist across epochs; memory is pinned when CUDA is available.
+    DistributedSampler(shuffle, seed): each rank takes every WORLD_SIZE-th image of one permutation shared by
+    all ranks, reshuffled by `sampler.set_epoch(epoch)` (the trainer calls it every epoch). The generator that
+    seeds the workers is seeded with seed + max(rank, 0), so rank 0 augments like a single-process run and
+    every other rank differently but reproducibly. Workers persist across epochs; memory is pinned when CUDA
+    is available.
     """
     batch = min(batch, len(dataset))
     if getattr(dataset, "rect", False) and shuffle:

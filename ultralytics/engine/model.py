@@ -98,10 +98,11 @@ class YOLO:
     def train(self, trainer: Any = None, **kwargs: Any) -> Any:
         """Train on kwargs (any config key; cfg=custom.yaml too); returns the final validation metrics of best.pt.
 
-        Afterwards this object holds the best model (best.pt) and `ckpt_path` points at it.
+        Afterwards this object holds the best model (best.pt) and `ckpt_path` points at it. Several CUDA devices
+        (device=0,1,...) outside torchrun start one DDP worker per GPU through torchrun (engine/ddp.py).
         """
+        from ultralytics.engine import ddp
         from ultralytics.engine.trainer import DetectionTrainer
-        from ultralytics.utils.checkpoint import load_checkpoint, model_from_checkpoint
 
         self._require_trainable("train")
         overrides = {k: v for k, v in self.overrides.items() if k != "pretrained"}
@@ -111,20 +112,31 @@ class YOLO:
             overrides["resume"] = self.ckpt_path  # `yolo train resume model=.../last.pt` resumes that file
         overrides["model"] = self.ckpt_path or self.cfg
         weights = self.model if self._has_weights else None
+        nproc = ddp.processes_to_launch(overrides)
+        if nproc:
+            result = ddp.launch(overrides, nproc, model=self.model.yaml, weights=weights, trainer=trainer)
+            self.trainer, self.metrics = None, result.metrics
+            self._adopt_trained(result.best, None, result.args.get("data"), result.imgsz, result.args.get("single_cls"))
+            return self.metrics
         cls = trainer or DetectionTrainer
         self.trainer = cls(overrides=overrides, model=self.model.yaml, weights=weights)
         self.metrics = self.trainer.train()
-        best = self.trainer.best
+        t = self.trainer
+        self._adopt_trained(t.best, t.ema.ema if t.ema is not None else None, t.args.data, t.imgsz, t.args.single_cls)
+        return self.metrics
+
+    def _adopt_trained(self, best: Path, ema: nn.Module | None, data: Any, imgsz: Any, single_cls: Any) -> None:
+        """Hold the trained model: best.pt when it exists, else the final EMA model."""
+        from ultralytics.utils.checkpoint import load_checkpoint, model_from_checkpoint
+
         if best.exists():
             self.ckpt = load_checkpoint(best)
             self.model = model_from_checkpoint(self.ckpt)
             self.ckpt_path = str(best)
-        elif self.trainer.ema is not None:
-            self.model = self.trainer.ema.ema
+        elif ema is not None:
+            self.model = ema
         self._has_weights = True
-        self.overrides = {"model": self.ckpt_path or self.cfg, "data": self.trainer.args.data,
-                          "imgsz": self.trainer.imgsz, "single_cls": self.trainer.args.single_cls}
-        return self.metrics
+        self.overrides = {"model": self.ckpt_path or self.cfg, "data": data, "imgsz": imgsz, "single_cls": single_cls}
 
     def val(self, validator: Any = None, **kwargs: Any) -> Any:
         """Validate on kwargs (data=, split=, imgsz=, batch=, conf=, iou=, ...); returns the DetMetrics."""

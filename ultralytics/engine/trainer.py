@@ -2,8 +2,11 @@
 
 Flow: __init__ (config, resume, device, seeds, dataset, run folder) → train() → _setup_train (model, freeze, AMP,
 loaders, EMA, optimizer, resume state) → epochs (warm-up, accumulate, clip, EMA, NaN guard) → validate → save
-→ final validation of best.pt. Everything that prints, plots or writes runs on rank 0 only (`self.main`), the
-dataloader builder takes the rank, and model wrapping lives in `wrap_model`, so DDP can be added later.
+→ final validation of best.pt. Everything that prints, plots or writes runs on rank 0 only (`self.main`).
+
+Under torchrun (WORLD_SIZE > 1) every rank runs this same flow with DistributedDataParallel (docs/distributed.md):
+`batch` is the global batch, split over the ranks; rank 0 alone validates, decides when to stop and writes
+the run folder, and broadcasts its decisions; the other ranks wait for it at barriers/broadcasts.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from contextlib import nullcontext
 from copy import deepcopy
 from pathlib import Path
 from typing import Any, Callable
@@ -25,10 +29,11 @@ from ultralytics.engine.amp import check_amp
 from ultralytics.engine.run_files import (ResultsCSV, find_last_checkpoint, get_save_dir, loss_dict,
                                           memory_usage)
 from ultralytics.engine.validator import BAR_FORMAT, ConfigView, DetectionValidator
-from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, RANK, yaml_save
+from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, RANK, dist, yaml_save
 from ultralytics.utils.checkpoint import (atomic_save, load_checkpoint, make_checkpoint, model_from_checkpoint,
                                           transfer_weights, weights_of)
-from ultralytics.utils.torch_utils import ModelEMA, de_parallel, init_seeds, select_device
+from ultralytics.utils.loss import DetectionLoss
+from ultralytics.utils.torch_utils import ModelEMA, cuda_device_ids, de_parallel, init_seeds, select_device
 
 DEFAULT_MODEL = "yolov8_BiFormer.yaml"
 DEFAULT_DATA = "shapes.yaml"
@@ -59,15 +64,30 @@ class DetectionTrainer:
         if self.args.batch == -1:
             LOGGER.warning("WARNING ⚠️ batch=-1 (automatic batch size) arrives in a later release; using batch=16")
             self.args.batch = 16
-        self.device = select_device(self.args.device, self.args.batch)
-        if isinstance(self.args.device, (list, tuple)) or "," in str(self.args.device or ""):
-            raise NotImplementedError("multi-GPU (DDP) training arrives in a later release; use one device, e.g. device=0")
-        init_seeds(self.args.seed + 1 + RANK, deterministic=self.args.deterministic)
-        self.data = self._get_dataset()
-        if self.resume_ckpt is not None:
-            self.save_dir = self._resume_dir()
-        else:
-            self.save_dir = get_save_dir(self.args.project, self.args.name, self.args.exist_ok)
+        env = dist.dist_env()
+        if not env.launched and len(cuda_device_ids(self.args.device)) > 1:
+            raise ValueError(f"device={self.args.device} trains with one process per GPU (DDP): start it with "
+                             "YOLO(...).train(...), `yolo train` or torchrun; DetectionTrainer runs one process")
+        self.world_size = env.world_size
+        self.rank = RANK if env.distributed else -1  # the dataloader's rank: -1 = no DistributedSampler
+        self.device = select_device(self.args.device, self.args.batch, local_rank=env.local_rank)
+        if self.args.batch % self.world_size:
+            raise ValueError(f"batch={self.args.batch} is the global batch and must be a multiple of the "
+                             f"{self.world_size} DDP processes, e.g. batch={self.world_size * 8}")
+        self._owns_pg = dist.init_process_group(self.device, env) if env.distributed else False
+        try:
+            # rank r seeds with seed + r: rank 0 augments exactly like a single-process run with the same seed
+            init_seeds(self.args.seed + max(RANK, 0), deterministic=self.args.deterministic)
+            with dist.rank_zero_first(self.rank):
+                self.data = self._get_dataset()
+            if self.resume_ckpt is not None:
+                self.save_dir = self._resume_dir()
+            else:  # rank 0 picks the folder (train, train2, ...) and tells the others
+                save_dir = get_save_dir(self.args.project, self.args.name, self.args.exist_ok) if self.main else None
+                self.save_dir = Path(dist.broadcast_object(str(save_dir) if save_dir else None))
+        except BaseException:
+            self._shutdown()
+            raise
         self.args.save_dir = str(self.save_dir)
         self.wdir = self.save_dir / "weights"
         self.last, self.best = self.wdir / "last.pt", self.wdir / "best.pt"
@@ -189,16 +209,19 @@ class DetectionTrainer:
         return frozen
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
-        """The one place a model gets wrapped for distributed training (DDP arrives in a later release)."""
-        return model
+        """DistributedDataParallel (and SyncBatchNorm with sync_bn=True on CUDA) under DDP; else the model."""
+        return dist.wrap_ddp(model, self.device, sync_bn=bool(self.args.sync_bn)) if self.world_size > 1 else model
 
     def get_dataloader(self, img_path: Any, batch: int, mode: str = "train", rank: int = -1) -> Any:
         from ultralytics.data import build_dataloader, build_yolo_dataset
 
-        cfg = ConfigView(self.args, imgsz=self.imgsz)
-        dataset = build_yolo_dataset(cfg, img_path, batch, self.data, mode=mode, rect=mode == "val" or self.args.rect,
-                                     stride=self.stride)
-        shuffle = mode == "train" and not self.args.rect
+        rect = mode == "val" or (self.args.rect and rank == -1)  # DDP ranks take interleaved images: no rect
+        if mode == "train" and self.args.rect and rank != -1 and self.main:
+            LOGGER.warning("WARNING ⚠️ rect=True is not used for DDP training (each rank's images would need "
+                           "different rect shapes); training with square batches, validation stays rect")
+        cfg = ConfigView(self.args, imgsz=self.imgsz, rect=rect)
+        dataset = build_yolo_dataset(cfg, img_path, batch, self.data, mode=mode, rect=rect, stride=self.stride)
+        shuffle = mode == "train" and not rect
         return build_dataloader(dataset, batch, self.args.workers, shuffle=shuffle, rank=rank, seed=self.args.seed)
 
     def _check_imgsz(self, stride: int) -> int:
@@ -215,18 +238,25 @@ class DetectionTrainer:
         self.model = self.get_model().to(self.device)
         self.freeze_layers(self.model)
         self.amp = check_amp(self.model, self.device, self.args.amp) if self.main else self.args.amp
+        self.amp = bool(dist.broadcast_object(self.amp))  # rank 0's check decides for all ranks
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.stride = max(int(self.model.stride.max()), 32)
         self.imgsz = self._check_imgsz(self.stride)
         self.model = self.wrap_model(self.model)
-        self.train_loader = self.get_dataloader(self.data["train"], self.batch_size, "train", rank=RANK)
+        rank_batch = self.batch_size // self.world_size
+        with dist.rank_zero_first(self.rank):  # rank 0 writes the label cache, the others then read it
+            self.train_loader = self.get_dataloader(self.data["train"], rank_batch, "train", rank=self.rank)
         if self.main:
             val_path = self.data.get("val") or self.data.get("test")
-            self.val_loader = self.get_dataloader(val_path, self.batch_size * 2, "val")
+            self.val_loader = self.get_dataloader(val_path, rank_batch * 2, "val")
             self.validator = DetectionValidator(self.args, self.val_loader, self.save_dir)
             self.ema = ModelEMA(self.model)
             if self.args.plots and self.resume_ckpt is None:
                 self.plot_labels()
+        if self.world_size > 1:  # after the EMA copy: the EMA model's criterion (rank-0 validation) must not reduce
+            m = de_parallel(self.model)
+            m.criterion = DetectionLoss(m)
+            m.criterion.reduce_over_ranks = True
         self.accumulate = optim.accumulate_steps(self.batch_size, self.args.nbs)
         decay = optim.scaled_weight_decay(self.args.weight_decay, self.batch_size, self.accumulate, self.args.nbs)
         iterations = optim.optimizer_iterations(len(self.train_loader.dataset), self.batch_size, self.args.nbs,
@@ -264,16 +294,30 @@ class DetectionTrainer:
 
     # ---------------------------------------------------------------------------------------------------- training
     def train(self) -> Any:
-        """Run the training; returns the metrics of the final validation of best.pt."""
+        """Run the training; returns the metrics of the final validation of best.pt (None on ranks > 0)."""
         try:
             self._setup_train()
             self._train_epochs()
             if self.main:
                 self.final_eval()
+            dist.barrier()  # the other ranks wait for best.pt
             self.run_callbacks("on_train_end")
+        except BaseException as e:
+            if self.world_size > 1:  # rank > 0 logs warnings and errors only
+                LOGGER.error(f"DDP rank {RANK}: training stopped by {type(e).__name__}: {e}")
+            raise
         finally:
+            if self.main:
+                self.plot_results()
             self._close_loaders()
+            self._shutdown()
         return self.final_metrics
+
+    def _shutdown(self) -> None:
+        """Destroy the process group this trainer created (on success, error and Ctrl-C alike)."""
+        if getattr(self, "_owns_pg", False):
+            self._owns_pg = False
+            dist.destroy_process_group()
 
     def _train_epochs(self) -> None:
         nb = len(self.train_loader)
@@ -307,13 +351,19 @@ class DetectionTrainer:
                     self.accumulate = optim.warmup_accumulate(ni, nw, self.args.nbs, self.batch_size)
                     optim.apply_warmup(self.optimizer, ni, nw, self.lf(epoch), self.args.warmup_bias_lr,
                                        self.args.warmup_momentum, self.momentum)
-                with torch.autocast(device_type=self.device.type, enabled=self.amp):
-                    loss, items = self.model(self.preprocess_batch(batch))
-                if not self._loss_is_finite(loss, epoch, i):
-                    continue
-                self.scaler.scale(loss).backward()
+                step = ni - last_opt_step >= self.accumulate
+                # DDP: accumulate locally and all_reduce the gradients only in the batch that steps
+                sync = self.model.no_sync() if self.world_size > 1 and not step else nullcontext()
+                with sync:
+                    with torch.autocast(device_type=self.device.type, enabled=self.amp):
+                        loss, items = self.model(self.preprocess_batch(batch))
+                    items, finite = dist.reduce_loss_items(loss, items)  # mean over ranks; all skip or none
+                    if not self._loss_is_finite(loss, epoch, i, finite):
+                        continue
+                    # x world_size: DDP averages the rank gradients (see DetectionLoss.normaliser)
+                    self.scaler.scale(loss * self.world_size).backward()
                 self.tloss = items if self.tloss is None else (self.tloss * i + items) / (i + 1)
-                if ni - last_opt_step >= self.accumulate:
+                if step:
                     self.optimizer_step()
                     last_opt_step = ni
                 if self.main:
@@ -322,6 +372,7 @@ class DetectionTrainer:
                         self.plot_training_samples(batch, ni)
                 self.run_callbacks("on_train_batch_end")
             self.lr = {f"lr/pg{j}": float(g["lr"]) for j, g in enumerate(self.optimizer.param_groups)}
+            dist.broadcast_buffers(de_parallel(self.model))  # rank 0's BN statistics (the checkpoint's) on all ranks
             self.run_callbacks("on_train_epoch_end")
             elapsed = time.time() - t_start
             time_up = bool(self.args.time) and elapsed > self.args.time * 3600
@@ -333,6 +384,7 @@ class DetectionTrainer:
                               **self.metrics, **self.lr})
                 if self.args.save:
                     self.save_model(finished=self.stop)
+            self.stop = bool(dist.broadcast_object(self.stop))  # the other ranks wait here while rank 0 validates
             self.run_callbacks("on_fit_epoch_end")
             if time_up and self.main:
                 LOGGER.info(f"Time limit of {self.args.time} hours reached after epoch {epoch + 1}; stopping")
@@ -356,12 +408,16 @@ class DetectionTrainer:
         batch["img"] = img
         return batch
 
-    def _loss_is_finite(self, loss: torch.Tensor, epoch: int, i: int) -> bool:
-        """NaN/inf guard: skip the batch with a warning; stop after MAX_BAD_STEPS in a row."""
-        if torch.isfinite(loss).all():
+    def _loss_is_finite(self, loss: torch.Tensor, epoch: int, i: int, finite: bool | None = None) -> bool:
+        """NaN/inf guard: skip the batch with a warning; stop after MAX_BAD_STEPS in a row.
+
+        `finite` (DDP) is the verdict over all ranks, so that every rank skips the same batches.
+        """
+        if (bool(torch.isfinite(loss).all()) if finite is None else finite):
             self.bad_steps = 0
             return True
-        self._bad_step(f"non-finite loss ({float(loss.detach().sum())}) at epoch {epoch + 1} batch {i + 1}")
+        where = " on some DDP rank" if self.world_size > 1 else ""
+        self._bad_step(f"non-finite loss{where} ({float(loss.detach().sum())}) at epoch {epoch + 1} batch {i + 1}")
         return False
 
     def _bad_step(self, what: str) -> None:
@@ -470,15 +526,28 @@ class DetectionTrainer:
             batch["img"].shape[-1]))
 
     def plot_training_samples(self, batch: dict, ni: int) -> None:
-        from ultralytics.utils.plotting import plot_images
+        """Queue train_batch{ni}.jpg (drawn by the plot thread from copies of the batch)."""
+        from ultralytics.utils.plotting import PLOTS, plot_images
 
-        plot_images(batch, self.save_dir / f"train_batch{ni}.jpg", names=self.data["names"])
+        sample = {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else list(v)) for k, v in batch.items()
+                  if k in ("img", "cls", "bboxes", "batch_idx", "im_file")}
+        PLOTS.submit(plot_images, sample, self.save_dir / f"train_batch{ni}.jpg", names=dict(self.data["names"]))
 
     def plot_labels(self) -> None:
-        from ultralytics.utils.plotting import plot_labels
+        """Queue labels.jpg, the overview of the training labels."""
+        from ultralytics.utils.plotting import PLOTS, plot_labels
 
         cls, boxes = self.train_loader.dataset.label_arrays()
-        plot_labels(boxes, cls, self.data["names"], self.save_dir)
+        PLOTS.submit(plot_labels, boxes, cls, dict(self.data["names"]), self.save_dir)
+
+    def plot_results(self) -> None:
+        """Queue results.png from results.csv and wait for every queued plot of the run."""
+        from ultralytics.utils.plot_metrics import plot_results
+        from ultralytics.utils.plotting import PLOTS
+
+        if self.args.plots and self.csv.file.is_file():
+            PLOTS.submit(plot_results, self.csv.file)
+        PLOTS.wait()
 
     def _close_loaders(self) -> None:
         for name in ("train_loader", "val_loader"):

@@ -89,6 +89,9 @@ class DetectionLoss:
         self.assigner = TaskAlignedAssigner(topk=tal_topk, num_classes=self.nc, alpha=0.5, beta=6.0)
         self.bbox_loss = BboxLoss(self.reg_max)
         self.proj = torch.arange(self.reg_max, dtype=torch.float)
+        # Set True by the DDP trainer on the TRAINING model's criterion only: the normaliser then comes from an
+        # all_reduce over the ranks, which would hang if rank 0 alone ran it (validation with the EMA model).
+        self.reduce_over_ranks = False
 
     def preprocess(
         self, targets: torch.Tensor, batch_size: int, scale_tensor: torch.Tensor
@@ -120,6 +123,24 @@ class DetectionLoss:
             proj = self.proj.to(device=pred_dist.device, dtype=pred_dist.dtype)
             pred_dist = pred_dist.view(b, a, 4, self.reg_max).softmax(3).matmul(proj)
         return dist2bbox(pred_dist, anchor_points, xywh=False)
+
+    def normaliser(self, target_scores: torch.Tensor) -> torch.Tensor:
+        """max(Σ target scores, 1); with `reduce_over_ranks`, max(Σ over all ranks, 1) / world size.
+
+        Why the DDP form gives the single-process gradient of the global batch B = W·b (W ranks of b images):
+        single process, L = B·U/T with U the gain-weighted loss sums over all images and T = max(ΣS, 1).
+        Rank r computes L_r = b·U_r/T' with T' = T/W; the trainer backpropagates W·L_r and DDP averages, so
+        g = (1/W)·Σ_r W·b·∇U_r/T' = b·W·∇(Σ_r U_r)/T = B·∇U/T. Clamping before the division keeps this exact
+        even when ΣS < W.
+        """
+        total = target_scores.sum()
+        if not self.reduce_over_ranks:
+            return total.clamp(min=1)
+        import torch.distributed as dist
+
+        total = total.detach().clone()
+        dist.all_reduce(total)
+        return total.clamp(min=1) / dist.get_world_size()
 
     def __call__(self, preds: Any, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """preds: list of (B, no, H, W) maps, or (y, maps) from an eval-mode forward. Returns
@@ -162,7 +183,7 @@ class DetectionLoss:
             gt_bboxes,
             mask_gt,
         )
-        target_scores_sum = target_scores.sum().clamp(min=1)
+        target_scores_sum = self.normaliser(target_scores)
 
         loss[1] = self.bce(pred_scores, target_scores.to(dtype)).sum() / target_scores_sum
         if fg_mask.any():

@@ -132,13 +132,39 @@ class ModelEMA:
                 setattr(self.ema, k, v)
 
 
-def select_device(device: str | int | torch.device | None = "", batch: int = 0, verbose: bool = True) -> torch.device:
-    """'cpu', 'mps', '0', '0,1' or '' (first CUDA GPU if any, else CPU) → torch.device; clear errors otherwise."""
-    if isinstance(device, torch.device):
-        return device
+def _device_spec(device: str | int | list | tuple | None) -> str:
+    """Normalised device text: '', 'cpu', 'mps' or comma-separated CUDA indices ('0,1')."""
     spec = str(device if device is not None else "").strip().lower().replace("cuda:", "").replace(" ", "")
     spec = spec.strip("[]()'\"")
-    if spec in {"", "none"}:
+    return "" if spec == "none" else spec
+
+
+def cuda_device_ids(device: str | int | list | tuple | None) -> list[int]:
+    """The CUDA indices a device setting names ('0,1', [0, 1], 0, 'cuda:0' → [0, 1] / [0]); [] for '', cpu, mps."""
+    spec = _device_spec(device)
+    if spec in ("", "cpu", "mps"):
+        return []
+    ids = spec.split(",")
+    if not all(i.isdigit() for i in ids):
+        raise ValueError(f"invalid device {device!r}; use 'cpu', 'mps', a CUDA index like 0, or a list like 0,1")
+    return [int(i) for i in ids]
+
+
+def select_device(device: str | int | torch.device | None = "", batch: int = 0, verbose: bool = True,
+                  local_rank: int = -1) -> torch.device:
+    """'cpu', 'mps', '0', '0,1' or '' (first CUDA GPU if any, else CPU) → torch.device; clear errors otherwise.
+
+    Inside a torchrun worker (local_rank >= 0) each process takes its own entry of the list ('0,1,2,3' →
+    cuda:{ids[local_rank]}); '' takes cuda:{local_rank} when CUDA is available, else the CPU (gloo).
+    """
+    if isinstance(device, torch.device):
+        return device
+    spec = _device_spec(device)
+    if spec == "" and local_rank >= 0:
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        spec = str(local_rank)
+    if spec == "":
         return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
     if spec == "cpu":
         return torch.device("cpu")
@@ -146,17 +172,21 @@ def select_device(device: str | int | torch.device | None = "", batch: int = 0, 
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise ValueError("device=mps requested but Apple MPS is not available on this machine; use device=cpu")
         return torch.device("mps")
-    ids = spec.split(",")
-    if not all(i.isdigit() for i in ids):
-        raise ValueError(f"invalid device {device!r}; use 'cpu', 'mps', a CUDA index like 0, or a list like 0,1")
+    ids = cuda_device_ids(spec)
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    missing = [i for i in ids if int(i) >= n]
+    missing = [i for i in ids if i >= n]
     if missing:
         have = f"{n} CUDA device(s) (0..{n - 1})" if n else "no CUDA devices"
         raise ValueError(f"device={device!r} requested but this machine has {have}; use device=cpu"
                          + (f" or device={','.join(str(i) for i in range(n))}" if n else ""))
     if len(ids) > 1 and batch and batch % len(ids):
-        raise ValueError(f"batch={batch} must be a multiple of the number of GPUs ({len(ids)})")
+        raise ValueError(f"batch={batch} must be a multiple of the number of GPUs ({len(ids)}): batch is the "
+                         f"total over all GPUs, e.g. batch={max(batch // len(ids), 1) * len(ids)}")
+    if local_rank >= 0:
+        if local_rank >= len(ids):
+            raise ValueError(f"device={device!r} names {len(ids)} GPU(s) but this is torchrun local rank "
+                             f"{local_rank}; list one GPU per process (--nproc_per_node {len(ids)})")
+        return torch.device(f"cuda:{ids[local_rank]}")
     return torch.device(f"cuda:{ids[0]}")
 
 
