@@ -41,6 +41,22 @@ def coco128_subset_yaml(folder: Path, n_val: int) -> Path:
     return f
 
 
+VAL_PLOTS = ("BoxPR_curve.png", "BoxF1_curve.png", "BoxP_curve.png", "BoxR_curve.png", "confusion_matrix.png",
+             "confusion_matrix_normalized.png", *(f"val_batch{i}_{k}.jpg" for i in range(3) for k in ("labels", "pred")))
+
+
+def assert_real_image(path: Path) -> None:
+    """The file is a readable image with visible content (not one flat colour)."""
+    import cv2
+    import numpy as np
+
+    assert path.is_file(), path
+    im = cv2.imread(str(path))
+    assert im is not None and im.shape[0] > 100 and im.shape[1] > 100, path
+    assert float(im.std()) > 5.0, f"{path} looks blank"
+    assert len(np.unique(im.reshape(-1, 3)[::7], axis=0)) > 20, f"{path} has almost no distinct colours"
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     """Folder with the published state_dict layouts and the published checkpoint."""

@@ -276,3 +276,38 @@ def test_gaussian_smooth_step_and_properties():
     np.testing.assert_array_equal(gaussian_smooth(y, 0), y)
     assert gaussian_smooth(np.array([])).shape == (0,)
     assert y[19] == 0
+
+
+def test_results_sigma_scales_with_run_length():
+    assert plot_metrics.results_sigma(100) == 3.0 and plot_metrics.results_sigma(30) == 3.0
+    assert plot_metrics.results_sigma(8) == pytest.approx(0.8) and plot_metrics.results_sigma(1) == 0.5
+
+
+# ---------------------------------------------------------------- the plot thread
+def test_plot_worker_hold_release_wait_and_failures(logs):
+    from ultralytics.utils.plotting import PlotWorker
+
+    worker, done = PlotWorker(), []
+    worker.hold()
+    worker.submit(done.append, 1)
+    time.sleep(0.05)
+    assert done == []  # held: queued, not started
+    worker.release()
+    worker.submit(done.append, 2)
+
+    def broken():
+        raise RuntimeError("no display")
+
+    worker.submit(broken)  # a failing plot is a warning, the run goes on
+    worker.submit(done.append, 3)
+    worker.wait()
+    assert done == [1, 2, 3]
+    assert any("plot broken failed: no display" in line for line in logs)
+    worker.hold()
+    worker.submit(done.append, 4)
+    worker.wait()  # wait() starts held plots too: it never blocks on a hold
+    assert done == [1, 2, 3, 4]
+    names = []
+    worker.submit(lambda: names.append(threading.current_thread().name))
+    worker.wait()
+    assert names[0].startswith("plots") and names[0] != threading.current_thread().name  # off the main thread

@@ -13,6 +13,8 @@ from ultralytics import YOLO
 from ultralytics.engine.run_files import RESULTS_COLUMNS
 from ultralytics.engine.trainer import DetectionTrainer
 
+from conftest import VAL_PLOTS, assert_real_image  # noqa: E402
+
 # Short, augmentation-free settings so two epochs over the same 16 images reliably lower the loss.
 QUICK = dict(epochs=2, imgsz=160, batch=8, nbs=8, fraction=0.125, workers=0, optimizer="AdamW", lr0=0.002,
              warmup_epochs=0, mosaic=0.0, fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, translate=0.0, scale=0.0,
@@ -78,6 +80,17 @@ def test_train_coco128(coco128, tmp_path, cfg):
     # the facade holds the trained best model and returns the final metrics
     assert model.ckpt_path == str(run / "weights" / "best.pt")
     assert hasattr(metrics, "box") and 0.0 <= metrics.box.map50 <= 1.0
+
+    if cfg == "yolov8n.yaml":
+        # every plot of SPEC §7 exists and shows something
+        for name in ("results.png", "labels.jpg", "train_batch0.jpg", *VAL_PLOTS):
+            assert_real_image(run / name)
+        # validating best.pt again (same imgsz, the training run's val batch of 2 × 8) gives the numbers of the
+        # final validation at the end of training, and the same numbers twice
+        for _ in range(2):
+            again = YOLO(str(run / "weights" / "best.pt")).val(data=str(coco128 / "coco128.yaml"), imgsz=160,
+                                                               batch=16, workers=0, plots=False, verbose=False)
+            assert again.results_dict == metrics.results_dict
 
 
 class Killed(Exception):

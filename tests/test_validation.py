@@ -9,29 +9,18 @@ finds almost nothing, which makes a poor cross-check.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from ultralytics import YOLO
 from ultralytics.cfg import entrypoint
 
+from conftest import VAL_PLOTS, assert_real_image  # noqa: E402
+
 pytest.importorskip("pycocotools")
 
 PUBLISHED = "upstream-yolov8n-coco128.pt"
-VAL_PLOTS = ("BoxPR_curve.png", "BoxF1_curve.png", "BoxP_curve.png", "BoxR_curve.png", "confusion_matrix.png",
-             "confusion_matrix_normalized.png", *(f"val_batch{i}_{k}.jpg" for i in range(3) for k in ("labels", "pred")))
-
-
-def assert_real_image(path: Path) -> None:
-    """The file is a readable image with visible content (not one flat colour)."""
-    assert path.is_file(), path
-    im = cv2.imread(str(path))
-    assert im is not None and im.shape[0] > 100 and im.shape[1] > 100, path
-    assert float(im.std()) > 5.0, f"{path} looks blank"
-    assert len(np.unique(im.reshape(-1, 3)[::7], axis=0)) > 20, f"{path} has almost no distinct colours"
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, RANK, dist, yaml_save
 from ultralytics.utils.checkpoint import (atomic_save, load_checkpoint, make_checkpoint, model_from_checkpoint,
                                           transfer_weights, weights_of)
 from ultralytics.utils.loss import DetectionLoss
+from ultralytics.utils.plotting import PLOTS
 from ultralytics.utils.torch_utils import ModelEMA, cuda_device_ids, de_parallel, init_seeds, select_device
 
 DEFAULT_MODEL = "yolov8_BiFormer.yaml"
@@ -252,6 +253,7 @@ class DetectionTrainer:
             self.validator = DetectionValidator(self.args, self.val_loader, self.save_dir)
             self.ema = ModelEMA(self.model)
             if self.args.plots and self.resume_ckpt is None:
+                PLOTS.hold()  # drawn after the first epoch's batch loop, not during it
                 self.plot_labels()
         if self.world_size > 1:  # after the EMA copy: the EMA model's criterion (rank-0 validation) must not reduce
             m = de_parallel(self.model)
@@ -345,6 +347,7 @@ class DetectionTrainer:
                 g["lr"] = g["initial_lr"] * self.lf(epoch)
             self.tloss = None
             bar = self._progress_bar(nb)
+            PLOTS.hold()  # plots queued by this loop are drawn after it (ultralytics/utils/plotting.py)
             for i, batch in bar:
                 ni = i + nb * epoch
                 if ni <= nw:
@@ -371,6 +374,7 @@ class DetectionTrainer:
                     if self.args.plots and ni < 3:
                         self.plot_training_samples(batch, ni)
                 self.run_callbacks("on_train_batch_end")
+            PLOTS.release()
             self.lr = {f"lr/pg{j}": float(g["lr"]) for j, g in enumerate(self.optimizer.param_groups)}
             dist.broadcast_buffers(de_parallel(self.model))  # rank 0's BN statistics (the checkpoint's) on all ranks
             self.run_callbacks("on_train_epoch_end")
@@ -527,7 +531,7 @@ class DetectionTrainer:
 
     def plot_training_samples(self, batch: dict, ni: int) -> None:
         """Queue train_batch{ni}.jpg (drawn by the plot thread from copies of the batch)."""
-        from ultralytics.utils.plotting import PLOTS, plot_images
+        from ultralytics.utils.plotting import plot_images
 
         sample = {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else list(v)) for k, v in batch.items()
                   if k in ("img", "cls", "bboxes", "batch_idx", "im_file")}
@@ -535,7 +539,7 @@ class DetectionTrainer:
 
     def plot_labels(self) -> None:
         """Queue labels.jpg, the overview of the training labels."""
-        from ultralytics.utils.plotting import PLOTS, plot_labels
+        from ultralytics.utils.plotting import plot_labels
 
         cls, boxes = self.train_loader.dataset.label_arrays()
         PLOTS.submit(plot_labels, boxes, cls, dict(self.data["names"]), self.save_dir)
@@ -543,7 +547,6 @@ class DetectionTrainer:
     def plot_results(self) -> None:
         """Queue results.png from results.csv and wait for every queued plot of the run."""
         from ultralytics.utils.plot_metrics import plot_results
-        from ultralytics.utils.plotting import PLOTS
 
         if self.args.plots and self.csv.file.is_file():
             PLOTS.submit(plot_results, self.csv.file)

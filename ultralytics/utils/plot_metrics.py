@@ -18,7 +18,7 @@ from ultralytics.utils.metrics import smooth
 from ultralytics.utils.plotting import colour
 
 __all__ = ["gaussian_smooth", "normalize_columns", "plot_confusion_matrix", "plot_mc_curve", "plot_pr_curve",
-           "plot_results", "RESULTS_GRID"]
+           "plot_results", "results_sigma", "RESULTS_GRID"]
 
 DPI = 200  # resolution of every saved figure
 MEAN_COLOUR = "#1f3fbf"  # thick "all classes" line
@@ -154,6 +154,12 @@ def plot_confusion_matrix(matrix: np.ndarray, names: dict[int, str], save_path: 
     return _save(fig, save_path)
 
 
+def results_sigma(n_epochs: int) -> float:
+    """Smoothing width of results.png: 3 epochs for long runs, less for short ones (n/10, at least 0.5),
+    so the dotted line of an 8-epoch run still follows its points."""
+    return float(min(3.0, max(n_epochs / 10, 0.5)))
+
+
 def gaussian_smooth(y: np.ndarray, sigma: float = 3.0) -> np.ndarray:
     """NaN-aware Gaussian smoothing (kernel truncated at 3 sigma, weights renormalised at edges and around gaps).
 
@@ -216,7 +222,7 @@ def plot_results(csv_file: str | Path, save_path: str | Path | None = None) -> P
                 ax.set_yticks([])
                 continue
             ax.plot(x[ok], y[ok], marker=".", linewidth=2, markersize=8, color="#1f77b4", label="results")
-            ax.plot(x[ok], gaussian_smooth(y)[ok], ":", linewidth=2, color="#ff7f0e", label="smooth")
+            ax.plot(x[ok], gaussian_smooth(y, results_sigma(int(ok.sum())))[ok], ":", linewidth=2, color="#ff7f0e", label="smooth")
             ax.grid(alpha=0.3)
             if not legend_done:
                 ax.legend(fontsize=8)
