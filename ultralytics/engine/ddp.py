@@ -71,20 +71,14 @@ def run_device(overrides: dict) -> Any:
 
     args = get_cfg(DEFAULT_CFG_PATH, overrides)
     if args.resume and "device" not in overrides:
-        path = _resume_path(args.resume)
-        if path is not None and path.is_file():
+        from ultralytics.engine.resume import resume_path
+
+        path = resume_path(args.resume)
+        if path.is_file():
             from ultralytics.utils.checkpoint import load_checkpoint
 
             return (load_checkpoint(path).get("train_args") or {}).get("device")
     return args.device
-
-
-def _resume_path(resume: Any) -> Path | None:
-    if resume is True:
-        from ultralytics.engine.run_files import find_last_checkpoint
-
-        return find_last_checkpoint()
-    return Path(resume) if resume else None
 
 
 def build_command(run_file: str | Path, nproc: int) -> list[str]:
@@ -104,7 +98,9 @@ def launch(overrides: dict, nproc: int, model: dict | None = None, weights: Any 
 
     overrides = dict(overrides)
     if overrides.get("resume") is True:  # every worker must resume the same file
-        overrides["resume"] = str(_resume_path(True))
+        from ultralytics.engine.resume import resume_path
+
+        overrides["resume"] = str(resume_path(True))
     if not overrides.get("resume"):  # clear errors (GPUs, batch, dataset) before starting anything
         from ultralytics.cfg import get_cfg
         from ultralytics.data import check_det_dataset

@@ -26,8 +26,8 @@ from tqdm import tqdm
 from ultralytics.cfg import get_cfg
 from ultralytics.engine import optim
 from ultralytics.engine.amp import check_amp
-from ultralytics.engine.run_files import (ResultsCSV, find_last_checkpoint, get_save_dir, loss_dict,
-                                          memory_usage)
+from ultralytics.engine.resume import load_resume_point
+from ultralytics.engine.run_files import ResultsCSV, get_save_dir, loss_dict, memory_usage
 from ultralytics.engine.validator import BAR_FORMAT, ConfigView, DetectionValidator
 from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, RANK, dist, yaml_save
 from ultralytics.utils.checkpoint import (atomic_save, load_checkpoint, make_checkpoint, model_from_checkpoint,
@@ -40,7 +40,6 @@ DEFAULT_MODEL = "yolov8_BiFormer.yaml"
 DEFAULT_DATA = "shapes.yaml"
 MAX_BAD_STEPS = 10  # consecutive non-finite losses before training stops
 CLIP_NORM = 10.0
-RESUME_OVERRIDABLE = ("device", "workers", "data", "plots", "verbose")
 EVENTS = ("on_train_start", "on_train_epoch_start", "on_train_batch_end", "on_train_epoch_end",
           "on_fit_epoch_end", "on_model_save", "on_train_end")
 
@@ -60,7 +59,11 @@ class DetectionTrainer:
         self.callbacks: dict[str, list[Callable]] = {e: list((callbacks or {}).get(e, [])) for e in EVENTS}
         self.main = RANK in (-1, 0)
         self.resume_ckpt: dict | None = None
-        self._check_resume(overrides)
+        if self.args.resume:
+            point = load_resume_point(self.args.resume, overrides)
+            self.args = get_cfg(point.args)
+            self.resume_ckpt, self.resume_path, resume_dir = point.ckpt, point.path, point.save_dir
+            LOGGER.info(f"Resuming training from {point.path} at epoch {point.ckpt['epoch'] + 2} of {self.args.epochs}")
         self.model_cfg, self.weights = model, weights
         if self.args.batch == -1:
             LOGGER.warning("WARNING ⚠️ batch=-1 (automatic batch size) arrives in a later release; using batch=16")
@@ -82,7 +85,7 @@ class DetectionTrainer:
             with dist.rank_zero_first(self.rank):
                 self.data = self._get_dataset()
             if self.resume_ckpt is not None:
-                self.save_dir = self._resume_dir()
+                self.save_dir = resume_dir
             else:  # rank 0 picks the folder (train, train2, ...) and tells the others
                 save_dir = get_save_dir(self.args.project, self.args.name, self.args.exist_ok) if self.main else None
                 self.save_dir = Path(dist.broadcast_object(str(save_dir) if save_dir else None))
@@ -124,39 +127,6 @@ class DetectionTrainer:
     def run_callbacks(self, event: str) -> None:
         for fn in self.callbacks[event]:
             fn(self)
-
-    def _check_resume(self, overrides: dict) -> None:
-        """resume=True → newest last.pt under runs_dir; resume=path → that file. Its train_args become the config."""
-        resume = self.args.resume
-        if not resume:
-            return
-        path = find_last_checkpoint() if resume is True else Path(resume)
-        if not path.is_file():
-            raise FileNotFoundError(f"resume checkpoint '{path}' not found; pass resume=path/to/weights/last.pt")
-        ckpt = load_checkpoint(path)
-        if ckpt.get("finished"):
-            raise ValueError(f"training already finished; nothing to resume ({path}). To train further start a new "
-                             f"run from it: model={path} epochs=N")
-        if ckpt.get("optimizer") is None or not ckpt.get("train_args"):
-            raise ValueError(f"checkpoint '{path}' holds no optimizer state or train_args, so it cannot be resumed")
-        args = dict(ckpt["train_args"])
-        args.update({k: overrides[k] for k in RESUME_OVERRIDABLE if k in overrides})
-        ignored = sorted(k for k in overrides if k not in (*RESUME_OVERRIDABLE, "resume", "model", "mode", "task")
-                         and overrides[k] != args.get(k))
-        if ignored:
-            LOGGER.warning(f"WARNING ⚠️ resuming keeps the run's own settings; ignoring {', '.join(ignored)} "
-                           f"(only {', '.join(RESUME_OVERRIDABLE)} may change)")
-        args.update(resume=str(path), model=str(path))
-        self.args = get_cfg(args)
-        self.resume_ckpt = ckpt
-        self.resume_path = path
-        LOGGER.info(f"Resuming training from {path} at epoch {ckpt['epoch'] + 2} of {self.args.epochs}")
-
-    def _resume_dir(self) -> Path:
-        """The run folder of the resumed checkpoint (…/weights/last.pt → …)."""
-        if self.resume_path.parent.name == "weights":
-            return self.resume_path.parent.parent
-        return Path(self.args.save_dir or self.resume_path.parent)
 
     def _get_dataset(self) -> dict:
         from ultralytics.data import check_det_dataset

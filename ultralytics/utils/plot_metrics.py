@@ -222,7 +222,8 @@ def plot_results(csv_file: str | Path, save_path: str | Path | None = None) -> P
                 ax.set_yticks([])
                 continue
             ax.plot(x[ok], y[ok], marker=".", linewidth=2, markersize=8, color="#1f77b4", label="results")
-            ax.plot(x[ok], gaussian_smooth(y, results_sigma(int(ok.sum())))[ok], ":", linewidth=2, color="#ff7f0e", label="smooth")
+            smoothed = gaussian_smooth(y, results_sigma(int(ok.sum())))
+            ax.plot(x[ok], smoothed[ok], ":", linewidth=2, color="#ff7f0e", label="smooth")
             ax.grid(alpha=0.3)
             if not legend_done:
                 ax.legend(fontsize=8)

@@ -6,9 +6,7 @@ Matplotlib is used through its Agg canvas directly (no pyplot, no global backend
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -21,8 +19,6 @@ import torch
 
 from ultralytics.utils import LOGGER
 from ultralytics.utils.ops import xywh2xyxy
-
-PLOT_NICENESS = 10  # added niceness of the plot thread
 
 # 20 distinguishable colours (RGB hex); class i uses PALETTE[i % 20].
 PALETTE_HEX = ("E6194B", "3CB44B", "FFE119", "4363D8", "F58231", "911EB4", "42D4F4", "F032E6", "BFEF45", "FABED4",
@@ -135,21 +131,15 @@ def plot_labels(boxes_xywhn, cls, names: dict[int, str], save_dir: str | Path) -
     return out
 
 
-def _lower_thread_priority() -> None:
-    """Run the plot thread at a lower CPU priority than training (Linux: niceness applies per thread)."""
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PLOT_NICENESS)
-
-
 class PlotWorker:
     """One background thread that draws plots off the training/validation hot path.
 
     Jobs get their data as NumPy copies from the caller, so the main thread may go on changing its tensors.
-    Between `hold()` and `release()` (the trainer holds over each epoch's batch loop) jobs are only queued: a drawing thread
-    competing with training for the GIL and the cores slowed short epochs by more than drawing inline did,
-    so training batches never run next to a plot. A failing plot is logged as a warning and never stops a run.
-    `wait()` starts held jobs and blocks until every job has finished (called before a validation starts its
-    loader workers and before a run returns, so the files exist when `train()`/`val()` return).
+    Between `hold()` and `release()` (the trainer holds over each epoch's batch loop) jobs are only queued: a
+    drawing thread competing with training for the GIL and the cores slowed short epochs by more than drawing
+    inline did, so training batches never run next to a plot. A failing plot is logged as a warning and never
+    stops a run. `wait()` starts held jobs and blocks until every job has finished (called before a validation
+    starts its loader workers and before a run returns, so the files exist when `train()`/`val()` return).
     """
 
     def __init__(self) -> None:
@@ -168,8 +158,7 @@ class PlotWorker:
 
     def _start(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plots",
-                                                initializer=_lower_thread_priority)
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="plots")
         self._pending = [f for f in self._pending if not f.done()]
         self._pending.append(self._executor.submit(self._run, fn, args, kwargs))
 
