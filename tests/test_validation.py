@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -95,3 +96,45 @@ def test_yolo_detect_val_command(reference_dir, coco128, tmp_path, logs, capsys)
     assert entrypoint([*args[:4], "split=test", "imgsz=160", "workers=0"]) == 2
     err = capsys.readouterr().err
     assert "no 'test' split" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+def test_save_json_uses_the_datasets_coco_annotations(reference_dir, coco128, tmp_path):
+    """A dataset with {path}/annotations/instances_<split folder>.json is scored against that file, with the
+    official 91 category ids for its 80 classes (person = 1, …)."""
+    from ultralytics.data import check_det_dataset
+    from ultralytics.utils.coco_eval import COCO80_TO_91, image_id_from_path, labels_to_coco, save_json
+
+    root = tmp_path / "coco_like"
+    (root / "images" / "val2017").mkdir(parents=True)
+    (root / "labels" / "val2017").mkdir(parents=True)
+    images = sorted((coco128 / "images" / "train2017").iterdir())[:8]
+    for im in images:
+        (root / "images" / "val2017" / im.name).symlink_to(im)
+        label = coco128 / "labels" / "train2017" / f"{im.stem}.txt"
+        if label.exists():
+            (root / "labels" / "val2017" / label.name).write_text(label.read_text())
+    names = check_det_dataset(str(coco128 / "coco128.yaml"))["names"]
+    yaml_file = root / "data.yaml"
+    yaml_file.write_text(f"path: {root}\ntrain: images/val2017\nval: images/val2017\nnames:\n"
+                         + "".join(f"  {i}: {n}\n" for i, n in names.items()))
+    entries, labels = [], []
+    for im in images:
+        h, w = cv2.imread(str(im)).shape[:2]
+        entries.append((image_id_from_path(im), h, w, im.name))
+        rows = np.loadtxt(root / "labels" / "val2017" / f"{im.stem}.txt", ndmin=2) if (
+            root / "labels" / "val2017" / f"{im.stem}.txt").exists() else np.zeros((0, 5))
+        labels.append((rows[:, 0], rows[:, 1:5]))
+    save_json(labels_to_coco(entries, labels, names, class_map=COCO80_TO_91),
+              root / "annotations" / "instances_val2017.json")
+
+    metrics = YOLO(str(reference_dir / PUBLISHED)).val(data=str(yaml_file), imgsz=320, batch=8, workers=0,
+                                                       save_json=True, plots=False, project=str(tmp_path),
+                                                       name="val", verbose=False)
+    run = tmp_path / "val"
+    assert not (run / "labels_coco.json").exists()  # the dataset's own annotations were used
+    preds = json.loads((run / "predictions.json").read_text())
+    assert {p["category_id"] for p in preds} <= set(COCO80_TO_91)
+    assert max(p["category_id"] for p in preds) > 80  # 91-style ids, not class indices
+    # 8 images only: a looser bound than the 128-image cross-check above
+    assert metrics.coco is not None and abs(metrics.coco["map50"] - metrics.box.map50) < 0.05

@@ -57,6 +57,7 @@ class DetectionValidator:
         self.confusion_matrix: ConfusionMatrix | None = None
         self.jdict: list[dict] = []  # COCO-format predictions when save_json
         self.coco_class_map: tuple[int, ...] | None = None
+        self.data: dict = {}  # the dataset dict of a standalone validation
 
     # ------------------------------------------------------------------------------------------------ entry point
     def __call__(self, trainer: Any = None, model: nn.Module | None = None) -> dict[str, float] | DetMetrics:
@@ -239,11 +240,10 @@ class DetectionValidator:
 
     def _coco_annotations(self) -> Path | None:
         """The dataset's own COCO file, {path}/annotations/instances_{split folder}.json, when it exists."""
-        data = getattr(self, "data", None) or {}
-        split_path = data.get(getattr(self.args, "split", "val"))
-        if not data.get("path") or not isinstance(split_path, (str, Path)):
+        split_path = self.data.get(getattr(self.args, "split", "val"))
+        if not self.data.get("path") or not isinstance(split_path, (str, Path)):
             return None
-        anno = Path(data["path"]) / "annotations" / f"instances_{Path(split_path).stem}.json"
+        anno = Path(self.data["path"]) / "annotations" / f"instances_{Path(split_path).stem}.json"
         return anno if anno.is_file() else None
 
     def save_coco_json(self) -> dict[str, Any] | None:
