@@ -236,7 +236,9 @@ def test_ddp_two_ranks_identical_weights_and_one_run_folder(coco128, tmp_path):
     run = tmp_path / "runs" / "ddp"
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["ddp"]  # no second run folder
     assert not any((tmp_path / "job_cwd").iterdir())  # nothing written relative to the working directory
-    for name in ("args.yaml", "results.csv", "weights/last.pt", "weights/best.pt", "labels.jpg", "train_batch0.jpg"):
+    for name in ("args.yaml", "results.csv", "weights/last.pt", "weights/best.pt", "labels.jpg", "train_batch0.jpg",
+                 "results.png", "BoxPR_curve.png", "BoxF1_curve.png", "confusion_matrix.png",
+                 "confusion_matrix_normalized.png", "val_batch0_labels.jpg", "val_batch0_pred.jpg"):
         assert (run / name).is_file(), name
     with open(run / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
