@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ultralytics.utils import LOGGER
+from ultralytics.utils import LOGGER, write_atomic
 
 CACHE_VERSION = "yolo-det-labels-1"
 
@@ -38,15 +38,12 @@ def save_cache(path: Path, header: dict[str, Any], arrays: dict[str, np.ndarray]
     """Write header (JSON) + numeric arrays into one .npz-format file atomically; False (and a warning) on failure."""
     payload = {"header": np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)}
     payload.update({k: np.ascontiguousarray(v) for k, v in arrays.items()})
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
     try:
         buf = io.BytesIO()
         np.savez(buf, **payload)
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
+        write_atomic(path, buf.getvalue())
         return True
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         LOGGER.warning(f"WARNING ⚠️ label cache not saved to {path}: {e}")
         return False
 

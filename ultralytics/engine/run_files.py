@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from ultralytics.utils import SETTINGS
+from ultralytics.utils import SETTINGS, write_atomic
 
 RESULTS_COLUMNS = (
     "epoch", "time", "train/box_loss", "train/cls_loss", "train/dfl_loss", "metrics/precision(B)",
@@ -101,10 +101,7 @@ class ResultsCSV:
         writer = csv.DictWriter(buf, fieldnames=list(RESULTS_COLUMNS), lineterminator="\n")
         writer.writeheader()
         writer.writerows(sorted(self.rows, key=lambda r: int(r["epoch"])))
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
-        os.replace(tmp, self.file)
+        write_atomic(self.file, buf.getvalue())
 
 
 def memory_usage(device: torch.device) -> str:

@@ -298,9 +298,9 @@ class DetectionValidator:
         names = {i: self.names.get(int(c), str(int(c))) for i, c in enumerate(self.metrics.ap_class_index)}
         PLOTS.submit(pm.plot_pr_curve, box.px, box.prec_values.copy(), box.all_ap.copy(),
                      self.save_dir / "BoxPR_curve.png", names)
-        for curve, ylabel, fname in ((box.f1_curve, "F1", "BoxF1_curve.png"), (box.p_curve, "Precision",
-                                     "BoxP_curve.png"), (box.r_curve, "Recall", "BoxR_curve.png")):
-            PLOTS.submit(pm.plot_mc_curve, box.px, curve.copy(), self.save_dir / fname, names, "Confidence", ylabel)
+        for fname, (px, curve, xlabel, ylabel) in zip(("BoxF1_curve.png", "BoxP_curve.png", "BoxR_curve.png"),
+                                                       box.curves_results[1:]):
+            PLOTS.submit(pm.plot_mc_curve, px, curve.copy(), self.save_dir / fname, names, xlabel, ylabel)
         if self.confusion_matrix is not None:
             for normalize in (False, True):
                 fname = f"confusion_matrix{'_normalized' if normalize else ''}.png"

@@ -49,15 +49,28 @@ def yaml_load(file: str | Path) -> dict:
     return data
 
 
-def yaml_save(file: str | Path, data: dict) -> None:
-    """Write a dict as YAML (paths become strings), atomically."""
+def write_atomic(file: str | Path, data: str | bytes) -> Path:
+    """Write `data` (text as UTF-8) to a temp file beside `file`, then os.replace it onto `file`.
+
+    Readers see the old file or the new one, never a partial write; parents are created and a failed write
+    leaves no temp file behind.
+    """
     file = Path(file)
     file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, file)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return file
+
+
+def yaml_save(file: str | Path, data: dict) -> None:
+    """Write a dict as YAML (paths become strings), atomically."""
     plain = {k: (str(v) if isinstance(v, Path) else v) for k, v in data.items()}
-    tmp = file.with_suffix(file.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        yaml.safe_dump(plain, f, sort_keys=False, allow_unicode=True)
-    os.replace(tmp, file)
+    write_atomic(file, yaml.safe_dump(plain, sort_keys=False, allow_unicode=True))
 
 
 class Settings(dict):

@@ -11,15 +11,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ultralytics.utils import LOGGER
+from ultralytics.utils import LOGGER, write_atomic
 
 # Category ids of the 80 COCO classes: 1..90 without the unused 12, 26, 29, 30, 45, 66, 68, 69, 71, 83.
 COCO80_TO_91: tuple[int, ...] = (
@@ -142,19 +140,7 @@ def labels_to_coco(
 
 def save_json(records: list[dict] | dict, path: str | Path) -> Path:
     """Write JSON atomically (temp file in the same folder, then os.replace); parents are created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(records, f)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared like any other output
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomic(path, json.dumps(records))
 
 
 def _load_json(src: str | Path | dict | list, what: str) -> Any:
