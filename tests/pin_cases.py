@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ultralytics.nn.tasks import DetectionModel
-from ultralytics.utils.tal import TaskAlignedAssigner
+from ultralytics.detection.assigner import TaskAlignedAssigner
 
 
 def _seeded_model(name: str, nc: int = 80) -> DetectionModel:

@@ -1,4 +1,4 @@
-"""COCO json conversion and the pycocotools cross-check (ultralytics.utils.coco_eval)."""
+"""COCO json conversion and the pycocotools cross-check (ultralytics.evaluation.coco)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from ultralytics.utils import LOGGER
-from ultralytics.utils.coco_eval import (
+from ultralytics.evaluation.coco import (
     COCO80_TO_91,
     evaluate_coco,
     image_id_from_path,

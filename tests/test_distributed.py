@@ -124,7 +124,7 @@ def test_dist_helpers_without_and_with_a_group(monkeypatch):
 
 def test_loss_normaliser_over_ranks(monkeypatch):
     """reduce_over_ranks: max(Σ over ranks, 1) / world size (a 1-rank world here, so Σ/1; clamp before dividing)."""
-    from ultralytics.utils.loss import DetectionLoss
+    from ultralytics.detection.loss import DetectionLoss
 
     crit = DetectionLoss.__new__(DetectionLoss)
     crit.reduce_over_ranks = False
@@ -305,7 +305,7 @@ def test_launcher_trains_and_reports(coco128, tmp_path, monkeypatch):
     """YOLO.train through the launcher (2 CPU workers stand in for device=0,1): it returns rank 0's final
     metrics and holds best.pt; a job that fails raises a DDPError naming the rank, the log and the folder."""
     from ultralytics import YOLO
-    from ultralytics.utils.metrics import DetMetrics
+    from ultralytics.evaluation.metrics import DetMetrics
 
     for k, v in job_env(tmp_path).items():
         monkeypatch.setenv(k, v)

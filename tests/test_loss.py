@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ultralytics.utils.loss import DetectionLoss, DFLoss
+from ultralytics.detection.loss import DetectionLoss, DFLoss
 
 IMG = 64  # input size: grids 8×8, 4×4, 2×2 at strides 8, 16, 32 → 84 anchors
 

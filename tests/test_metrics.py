@@ -8,18 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from ultralytics.utils.metrics import (
+from ultralytics.evaluation.metrics import (
     ConfusionMatrix,
     DetMetrics,
     Metric,
     ap_per_class,
-    bbox_iou,
-    box_iou,
     compute_ap,
     envelope_at,
     match_predictions,
     smooth,
 )
+from ultralytics.detection.iou import bbox_iou, box_iou
 
 IOUV = torch.linspace(0.5, 0.95, 10)
 

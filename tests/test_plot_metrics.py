@@ -1,4 +1,4 @@
-"""Tests for ultralytics.utils.plot_metrics (PR / metric-confidence curves, confusion matrix, results.png)."""
+"""Tests for ultralytics.evaluation.plots (PR / metric-confidence curves, confusion matrix, results.png)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ultralytics.utils import plot_metrics
-from ultralytics.utils.plot_metrics import (RESULTS_GRID, gaussian_smooth, normalize_columns, plot_confusion_matrix,
+from ultralytics.evaluation import plots as plot_metrics
+from ultralytics.evaluation.plots import (RESULTS_GRID, gaussian_smooth, normalize_columns, plot_confusion_matrix,
                                             plot_mc_curve, plot_pr_curve, plot_results)
 from ultralytics.utils.plotting import colour
 

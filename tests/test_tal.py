@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ultralytics.utils.tal import TaskAlignedAssigner, bbox2dist, dist2bbox, make_anchors
+from ultralytics.detection.assigner import TaskAlignedAssigner, bbox2dist, dist2bbox, make_anchors
 
 
 def test_make_anchors_two_levels():

@@ -103,7 +103,7 @@ def test_save_json_uses_the_datasets_coco_annotations(reference_dir, coco128, tm
     """A dataset with {path}/annotations/instances_<split folder>.json is scored against that file, with the
     official 91 category ids for its 80 classes (person = 1, …)."""
     from ultralytics.data import check_det_dataset
-    from ultralytics.utils.coco_eval import COCO80_TO_91, image_id_from_path, labels_to_coco, save_json
+    from ultralytics.evaluation.coco import COCO80_TO_91, image_id_from_path, labels_to_coco, save_json
 
     root = tmp_path / "coco_like"
     (root / "images" / "val2017").mkdir(parents=True)

@@ -285,7 +285,7 @@ def metrics_from_dict(d: dict | None) -> Any:
     """A DetMetrics from metrics_to_dict's output (curves are not carried over)."""
     if not d:
         return None
-    from ultralytics.utils.metrics import DetMetrics
+    from ultralytics.evaluation.metrics import DetMetrics
 
     m = DetMetrics({int(k): v for k, v in d["names"].items()})
     m.box.p, m.box.r, m.box.f1 = (np.asarray(d[k], dtype=float) for k in ("p", "r", "f1"))

@@ -32,7 +32,7 @@ from ultralytics.engine.validator import BAR_FORMAT, ConfigView, DetectionValida
 from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, RANK, dist, yaml_save
 from ultralytics.utils.checkpoint import (atomic_save, load_checkpoint, make_checkpoint, model_from_checkpoint,
                                           transfer_weights, weights_of)
-from ultralytics.utils.loss import DetectionLoss
+from ultralytics.detection.loss import DetectionLoss
 from ultralytics.utils.plotting import PLOTS
 from ultralytics.utils.torch_utils import ModelEMA, cuda_device_ids, de_parallel, init_seeds, select_device
 
@@ -516,7 +516,7 @@ class DetectionTrainer:
 
     def plot_results(self) -> None:
         """Queue results.png from results.csv and wait for every queued plot of the run."""
-        from ultralytics.utils.plot_metrics import plot_results
+        from ultralytics.evaluation.plots import plot_results
 
         if self.args.plots and self.csv.file.is_file():
             PLOTS.submit(plot_results, self.csv.file)

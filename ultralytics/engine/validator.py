@@ -23,8 +23,8 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ultralytics.utils import LOGGER
-from ultralytics.utils.coco_eval import COCO80_TO_91
-from ultralytics.utils.metrics import ConfusionMatrix, DetMetrics, box_iou, match_predictions
+from ultralytics.evaluation.coco import COCO80_TO_91
+from ultralytics.evaluation.metrics import ConfusionMatrix, DetMetrics, box_iou, match_predictions
 from ultralytics.utils.ops import non_max_suppression, scale_boxes, xywh2xyxy, xyxy2xywh
 from ultralytics.utils.plotting import PLOTS
 
@@ -233,7 +233,7 @@ class DetectionValidator:
     # ------------------------------------------------------------------------------------------------ COCO json
     def coco_records(self, predn: torch.Tensor, im_file: str) -> list[dict]:
         """COCO records of one image's detections (original pixels); image id = the file stem (int if numeric)."""
-        from ultralytics.utils.coco_eval import image_id_from_path, predictions_to_coco
+        from ultralytics.evaluation.coco import image_id_from_path, predictions_to_coco
 
         return predictions_to_coco(predn[:, :4], predn[:, 4], predn[:, 5], image_id_from_path(im_file),
                                    self.coco_class_map)
@@ -249,7 +249,7 @@ class DetectionValidator:
     def save_coco_json(self) -> dict[str, Any] | None:
         """Write predictions.json and score it with pycocotools / faster-coco-eval against the dataset's COCO
         annotations, or against labels_coco.json built from the YOLO labels when the dataset has none."""
-        from ultralytics.utils import coco_eval
+        from ultralytics.evaluation import coco as coco_eval
 
         pred_json = coco_eval.save_json(self.jdict, self.save_dir / "predictions.json")
         LOGGER.info(f"Saved {len(self.jdict)} COCO-format predictions to {pred_json}")
@@ -292,7 +292,7 @@ class DetectionValidator:
 
     def plot_metrics(self) -> None:
         """Queue BoxPR/F1/P/R_curve.png and confusion_matrix(_normalized).png."""
-        from ultralytics.utils import plot_metrics as pm
+        from ultralytics.evaluation import plots as pm
 
         box = self.metrics.box
         names = {i: self.names.get(int(c), str(int(c))) for i, c in enumerate(self.metrics.ap_class_index)}

@@ -338,7 +338,7 @@ class DetectionModel(nn.Module):
     def loss(self, batch: dict, preds: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Detection loss of a batch (computes predictions when not given)."""
         if self.criterion is None:
-            from ultralytics.utils.loss import DetectionLoss
+            from ultralytics.detection.loss import DetectionLoss
 
             self.criterion = DetectionLoss(self)
         if preds is None:

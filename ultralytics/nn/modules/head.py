@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn as nn
 
-from ultralytics.utils.tal import dist2bbox, make_anchors
+from ultralytics.detection.assigner import dist2bbox, make_anchors
 
 from .block import DFL
 from .conv import Conv

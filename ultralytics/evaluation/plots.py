@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ultralytics.utils.metrics import smooth
+from ultralytics.evaluation.metrics import smooth
 from ultralytics.utils.plotting import colour
 
 __all__ = ["gaussian_smooth", "normalize_columns", "plot_confusion_matrix", "plot_mc_curve", "plot_pr_curve",

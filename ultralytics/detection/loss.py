@@ -9,9 +9,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .metrics import bbox_iou
-from .ops import xywh2xyxy
-from .tal import TaskAlignedAssigner, bbox2dist, dist2bbox, make_anchors
+from ultralytics.detection.iou import bbox_iou
+from ultralytics.utils.ops import xywh2xyxy
+from ultralytics.detection.assigner import TaskAlignedAssigner, bbox2dist, dist2bbox, make_anchors
 
 
 class DFLoss(nn.Module):

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from .metrics import bbox_iou
+from ultralytics.detection.iou import bbox_iou
 
 
 def make_anchors(

@@ -1,0 +1,1 @@
+"""The YOLOv8 detection algorithm: anchors, box overlaps, the task-aligned assigner and the loss."""
