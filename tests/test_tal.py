@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ultralytics.detection.assigner import TaskAlignedAssigner, bbox2dist, dist2bbox, make_anchors
+from ultralytics.detection.anchors import feature_map_anchors, ltrb_to_xywh, ltrb_to_xyxy, xyxy_to_ltrb
+from ultralytics.detection.assigner import TaskAlignedAssigner
 
 
 def test_make_anchors_two_levels():
     feats = [torch.zeros(1, 5, 2, 3), torch.zeros(1, 5, 1, 2)]  # (H, W) = (2, 3) at stride 8, (1, 2) at stride 16
-    points, strides = make_anchors(feats, [8, 16])
+    points, strides = feature_map_anchors(feats, [8, 16])
     expected = [[0.5, 0.5], [1.5, 0.5], [2.5, 0.5], [0.5, 1.5], [1.5, 1.5], [2.5, 1.5],  # level 0, row-major
                 [0.5, 0.5], [1.5, 0.5]]  # level 1
     assert points.tolist() == expected
@@ -23,28 +24,28 @@ def test_dist2bbox_and_back():
     anchor = torch.tensor([[2.5, 3.5]])
     dist = torch.tensor([[1.0, 2.0, 3.0, 4.0]])  # left, top, right, bottom
     # xyxy: (2.5 − 1, 3.5 − 2, 2.5 + 3, 3.5 + 4) = (1.5, 1.5, 5.5, 7.5); xywh: centre (3.5, 4.5), size (4, 6)
-    assert dist2bbox(dist, anchor, xywh=False).tolist() == [[1.5, 1.5, 5.5, 7.5]]
-    assert dist2bbox(dist, anchor, xywh=True).tolist() == [[3.5, 4.5, 4.0, 6.0]]
-    assert bbox2dist(anchor, torch.tensor([[1.5, 1.5, 5.5, 7.5]]), reg_max=16).tolist() == [[1.0, 2.0, 3.0, 4.0]]
+    assert ltrb_to_xyxy(dist, anchor).tolist() == [[1.5, 1.5, 5.5, 7.5]]
+    assert ltrb_to_xywh(dist, anchor).tolist() == [[3.5, 4.5, 4.0, 6.0]]
+    assert xyxy_to_ltrb(torch.tensor([[1.5, 1.5, 5.5, 7.5]]), anchor, reg_max=16).tolist() == [[1.0, 2.0, 3.0, 4.0]]
 
 
 def test_dist2bbox_dim_argument():
     anchor = torch.tensor([[2.5], [3.5]])  # (2, A=1) layout, coordinates along dim 0
     dist = torch.tensor([[1.0], [2.0], [3.0], [4.0]])
-    assert dist2bbox(dist, anchor, xywh=False, dim=0)[:, 0].tolist() == [1.5, 1.5, 5.5, 7.5]
+    assert ltrb_to_xyxy(dist, anchor, dim=0)[:, 0].tolist() == [1.5, 1.5, 5.5, 7.5]
 
 
 def test_bbox2dist_clamps():
     anchor = torch.tensor([[5.0, 5.0]])
     box = torch.tensor([[-10.0, 6.0, 6.5, 20.0]])  # left 15, top −1, right 1.5, bottom 15
-    out = bbox2dist(anchor, box, reg_max=4)  # clamp to [0, 4 − 1 − 0.01] = [0, 2.99]
+    out = xyxy_to_ltrb(box, anchor, reg_max=4)  # clamp to [0, 4 − 1 − 0.01] = [0, 2.99]
     assert out[0].tolist() == pytest.approx([2.99, 0.0, 1.5, 2.99])
 
 
 # ---------------------------------------------------------------- assigner
 def _grid4():
     """4×4 grid of anchor centres at stride 1: index = 4·y + x, centre (x + .5, y + .5)."""
-    return make_anchors([torch.zeros(1, 1, 4, 4)], [1])[0]
+    return feature_map_anchors([torch.zeros(1, 1, 4, 4)], [1])[0]
 
 
 def _one_gt_case():
@@ -149,7 +150,7 @@ def test_assigner_batch_without_any_gt():
 
 def test_assigner_batched_equals_per_image_loop():
     g = torch.Generator().manual_seed(0)
-    anc, stride = make_anchors([torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 4, 4)], [8, 16])
+    anc, stride = feature_map_anchors([torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 4, 4)], [8, 16])
     anc_px = anc * stride  # pixel centres in a 64×64 image
     na, nc, counts = anc.shape[0], 4, [3, 0, 5]
     b, m = len(counts), max(counts)

@@ -1,196 +1,206 @@
-"""YOLOv8 detection loss: BCE classification, CIoU box regression and Distribution Focal Loss."""
+"""The YOLOv8 detection loss: BCE on the classes, CIoU and Distribution Focal Loss on the boxes.
+
+Total = (box·L_box + cls·L_cls + dfl·L_dfl) × batch size, each term summed over anchors and divided by the
+same normaliser, max(sum of the assigned target scores, 1).
+"""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
+import torch.distributed
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ultralytics.detection.iou import bbox_iou
+from ultralytics.cfg import DEFAULT_CFG_DICT
+from ultralytics.detection.anchors import feature_map_anchors, ltrb_to_xyxy, max_ltrb_distance, xyxy_to_ltrb
+from ultralytics.detection.assigner import TaskAlignedAssigner
+from ultralytics.detection.iou import aligned_iou
 from ultralytics.utils.ops import xywh2xyxy
-from ultralytics.detection.assigner import TaskAlignedAssigner, bbox2dist, dist2bbox, make_anchors
+
+__all__ = ["DetectionLoss", "v8DetectionLoss", "Normaliser", "local_normaliser", "distributed_normaliser",
+           "DEFAULT_GAINS", "gains_from_hyperparameters", "expected_distances", "decode_boxes",
+           "distribution_focal_loss", "pad_by_image", "padded_targets"]
+
+#: Maps the local sum of the target scores (a 0-d tensor) to the divisor of every loss term.
+Normaliser = Callable[[torch.Tensor], torch.Tensor]
+
+#: Loss gains of the training hyperparameters `box`, `cls` and `dfl`, as cfg/default.yaml sets them.
+DEFAULT_GAINS: dict[str, float] = {k: float(DEFAULT_CFG_DICT[k]) for k in ("box", "cls", "dfl")}
 
 
-class DFLoss(nn.Module):
-    """Distribution Focal Loss: cross-entropy split between the two integer bins around each target."""
-
-    def __init__(self, reg_max: int = 16) -> None:
-        super().__init__()
-        self.reg_max = reg_max
-
-    def forward(self, pred_dist: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """pred_dist (N·4, reg_max) logits, target (N, 4) distances in bin units → (N, 1) loss (mean of 4 sides).
-
-        A target t (clamped to [0, reg_max − 1.01]) gives weight (⌊t⌋ + 1 − t) to bin ⌊t⌋ and
-        (t − ⌊t⌋) to bin ⌊t⌋ + 1.
-        """
-        target = target.clamp(0, self.reg_max - 1 - 0.01)
-        tl = target.long()
-        tr = tl + 1
-        wl = tr.to(target.dtype) - target
-        wr = 1 - wl
-        ce_l = F.cross_entropy(pred_dist, tl.view(-1), reduction="none").view(tl.shape)
-        ce_r = F.cross_entropy(pred_dist, tr.view(-1), reduction="none").view(tl.shape)
-        return (ce_l * wl + ce_r * wr).mean(-1, keepdim=True)
+def local_normaliser(total: torch.Tensor) -> torch.Tensor:
+    """max(total, 1): the normaliser of a single process."""
+    return total.clamp(min=1)
 
 
-class BboxLoss(nn.Module):
-    """CIoU box loss and DFL on the foreground anchors, both weighted by the target score."""
+def distributed_normaliser(total: torch.Tensor) -> torch.Tensor:
+    """max(Σ_ranks total, 1) / world size, for the training criterion of every DDP rank.
 
-    def __init__(self, reg_max: int = 16) -> None:
-        super().__init__()
-        self.reg_max = reg_max
-        self.dfl_loss = DFLoss(reg_max) if reg_max > 1 else None
-
-    def forward(
-        self,
-        pred_dist: torch.Tensor,
-        pred_bboxes: torch.Tensor,
-        anchor_points: torch.Tensor,
-        target_bboxes: torch.Tensor,
-        target_scores: torch.Tensor,
-        target_scores_sum: torch.Tensor,
-        fg_mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Boxes and anchors in grid units; returns (box loss, dfl loss), each / target_scores_sum."""
-        weight = target_scores.sum(-1)[fg_mask].unsqueeze(-1)  # (n_fg, 1)
-        iou = bbox_iou(pred_bboxes[fg_mask], target_bboxes[fg_mask], xywh=False, CIoU=True)
-        loss_iou = ((1.0 - iou) * weight).sum() / target_scores_sum
-        if self.dfl_loss is None:
-            return loss_iou, torch.zeros((), device=pred_dist.device)
-        target_ltrb = bbox2dist(anchor_points, target_bboxes, self.reg_max)
-        loss_dfl = self.dfl_loss(pred_dist[fg_mask].view(-1, self.reg_max), target_ltrb[fg_mask]) * weight
-        return loss_iou, loss_dfl.sum() / target_scores_sum
+    Every rank must call it (it all-reduces over the default process group), so it belongs only to the
+    criterion of the DDP-wrapped training model, never to one that rank 0 runs alone (EMA validation).
+    With W ranks of b images, rank r computes L_r = b·U_r / (T/W), where U_r is its gain-weighted sum and
+    T = max(ΣS, 1) the global normaliser; the trainer backpropagates W·L_r and DDP averages the gradients:
+    (1/W)·Σ_r W·b·W·∇U_r / T = (W·b)·∇(Σ_r U_r) / T, the gradient of one process on the whole batch.
+    Clamping the global sum before dividing by W keeps this exact when ΣS < W.
+    """
+    total = total.detach().clone()
+    torch.distributed.all_reduce(total)
+    return total.clamp(min=1) / torch.distributed.get_world_size()
 
 
-def _hyp(h: Any, key: str, default: float) -> float:
-    """Read a hyperparameter from a namespace or a dict, with a default."""
-    if h is None:
-        return default
-    value = h.get(key, default) if isinstance(h, dict) else getattr(h, key, default)
-    return float(default if value is None else value)
+def gains_from_hyperparameters(hyp: Any) -> dict[str, float]:
+    """The `box`, `cls`, `dfl` gains of a namespace or mapping of hyperparameters; missing or None → default."""
+    def read(name: str) -> Any:
+        if hyp is None:
+            return None
+        return hyp.get(name) if isinstance(hyp, Mapping) else getattr(hyp, name, None)
+
+    return {name: float(default if read(name) is None else read(name)) for name, default in DEFAULT_GAINS.items()}
+
+
+def expected_distances(logits: torch.Tensor, reg_max: int) -> torch.Tensor:
+    """(..., 4·reg_max) bin logits → (..., 4) distances: per side, the mean bin under the softmax."""
+    if reg_max == 1:
+        return logits
+    bins = torch.arange(reg_max, dtype=logits.dtype, device=logits.device)
+    probs = logits.unflatten(-1, (4, reg_max)).softmax(-1)
+    return probs @ bins
+
+
+def decode_boxes(logits: torch.Tensor, points: torch.Tensor, reg_max: int) -> torch.Tensor:
+    """(B, A, 4·reg_max) box logits and (A, 2) anchor points → (B, A, 4) xyxy boxes, in the units of `points`."""
+    return ltrb_to_xyxy(expected_distances(logits, reg_max), points)
+
+
+def distribution_focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """DFL of bin logits (..., R) against real distances (...) → (...).
+
+    The target, clamped to [0, max_ltrb_distance(R)], is split between its two neighbouring bins
+    (t = 3.3 puts weight 0.7 on bin 3 and 0.3 on bin 4); the loss is the cross-entropy against that split.
+    """
+    target = target.clamp(0, max_ltrb_distance(logits.shape[-1]))
+    lower = target.floor()
+    upper_share = target - lower
+    bins = lower.long().unsqueeze(-1) + torch.tensor([0, 1], device=target.device)  # (..., 2)
+    log_probs = logits.log_softmax(-1).gather(-1, bins)
+    return -(log_probs[..., 0] * (1 - upper_share) + log_probs[..., 1] * upper_share)
+
+
+def pad_by_image(image_index: torch.Tensor, rows: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group (N, D) rows by their image (N,) → zero-padded (B, M, D) and the (B, M) mask of real rows.
+
+    M is the largest number of rows of one image; rows keep their order within an image.
+    """
+    counts = torch.bincount(image_index, minlength=batch_size)
+    slots = int(counts.max()) if image_index.numel() else 0
+    seen = F.one_hot(image_index, batch_size).cumsum(0)  # (N, B): rows of each image up to and including this one
+    slot = seen.gather(1, image_index.unsqueeze(1)).squeeze(1) - 1
+    padded = rows.new_zeros(batch_size, slots, rows.shape[-1])
+    padded[image_index, slot] = rows
+    mask = torch.arange(slots, device=rows.device) < counts.unsqueeze(1)
+    return padded, mask
+
+
+def padded_targets(
+    batch: Mapping[str, torch.Tensor], batch_size: int, image_hw: tuple[float, float], device: torch.device | str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch's `batch_idx` (N,), `cls` (N, 1) and normalised xywh `bboxes` (N, 4) → labels (B, M, 1),
+    xyxy pixel boxes (B, M, 4) for an image of `image_hw` (height, width), and the (B, M, 1) mask of real rows."""
+    h, w = image_hw
+    image_index = batch["batch_idx"].reshape(-1).to(device=device, dtype=torch.long)
+    labels = batch["cls"].reshape(-1, 1).to(device=device, dtype=torch.float32)
+    boxes = batch["bboxes"].reshape(-1, 4).to(device=device, dtype=torch.float32)
+    boxes = xywh2xyxy(boxes * torch.tensor([w, h, w, h], device=device))
+    padded, mask = pad_by_image(image_index, torch.cat((labels, boxes), 1), batch_size)
+    return padded[..., :1], padded[..., 1:], mask.unsqueeze(-1)
+
+
+def _is_eval_output(preds: Any) -> bool:
+    """Whether `preds` is an eval-mode head output (decoded, raw maps) rather than the raw maps alone."""
+    return isinstance(preds, (tuple, list)) and len(preds) == 2 and isinstance(preds[1], (tuple, list))
 
 
 class DetectionLoss:
-    """YOLOv8 detection loss: (7.5·box + 0.5·cls + 1.5·dfl) × batch size, gains read from `model.args`."""
+    """YOLOv8 detection loss for a head with `nc` classes, `reg_max` DFL bins per side and the given level strides.
 
-    def __init__(self, model: nn.Module, tal_topk: int = 10) -> None:
-        h = getattr(model, "args", None)
-        m = model.model[-1]  # Detect head
-        self.hyp = {"box": _hyp(h, "box", 7.5), "cls": _hyp(h, "cls", 0.5), "dfl": _hyp(h, "dfl", 1.5)}
-        self.nc: int = int(m.nc)
-        self.reg_max: int = int(m.reg_max)
-        self.no: int = int(m.no)
-        self.stride = [float(s) for s in m.stride]
-        self.bce = nn.BCEWithLogitsLoss(reduction="none")
-        self.assigner = TaskAlignedAssigner(topk=tal_topk, num_classes=self.nc, alpha=0.5, beta=6.0)
-        self.bbox_loss = BboxLoss(self.reg_max)
-        self.proj = torch.arange(self.reg_max, dtype=torch.float)
-        # Set True by the DDP trainer on the TRAINING model's criterion only: the normaliser then comes from an
-        # all_reduce over the ranks, which would hang if rank 0 alone ran it (validation with the EMA model).
-        self.reduce_over_ranks = False
+    `box`, `cls`, `dfl` are the gains of the three terms; `topk` the assigner's candidates per gt;
+    `normaliser` maps the local sum of target scores to the divisor of the terms (`local_normaliser`,
+    or `distributed_normaliser` for the training criterion of DDP ranks). Build one for a DetectionModel with
+    `DetectionLoss.from_model`.
+    """
 
-    def preprocess(
-        self, targets: torch.Tensor, batch_size: int, scale_tensor: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, 6) rows [image, cls, cx, cy, w, h] (normalised) → padded (B, M, 5) [cls, x1, y1, x2, y2] pixels
-        and the (B, M, 1) mask of real rows; M is the largest number of targets in one image."""
-        device = targets.device
-        n = targets.shape[0]
-        if n == 0:
-            empty = torch.zeros(batch_size, 0, 5, device=device, dtype=targets.dtype)
-            return empty, torch.zeros(batch_size, 0, 1, dtype=torch.bool, device=device)
-        img = targets[:, 0].long()
-        counts = torch.bincount(img, minlength=batch_size)
-        m = int(counts.max())
-        order = torch.sort(img, stable=True).indices
-        img_sorted = img[order]
-        starts = counts.cumsum(0) - counts
-        slot = torch.arange(n, device=device) - starts[img_sorted]  # position of each target in its image
-        out = torch.zeros(batch_size, m, 5, device=device, dtype=targets.dtype)
-        out[img_sorted, slot] = targets[order, 1:]
-        out[..., 1:5] = xywh2xyxy(out[..., 1:5] * scale_tensor)
-        mask_gt = (torch.arange(m, device=device).view(1, m) < counts.view(-1, 1)).unsqueeze(-1)
-        return out, mask_gt
+    def __init__(
+        self, nc: int, reg_max: int, strides: Sequence[float] | torch.Tensor, *, box: float = DEFAULT_GAINS["box"],
+        cls: float = DEFAULT_GAINS["cls"], dfl: float = DEFAULT_GAINS["dfl"], topk: int = 10,
+        normaliser: Normaliser = local_normaliser,
+    ) -> None:
+        self.nc = int(nc)
+        self.reg_max = int(reg_max)
+        self.strides = tuple(float(s) for s in strides)
+        self.gains = (float(box), float(cls), float(dfl))
+        self.normaliser = normaliser
+        self.assigner = TaskAlignedAssigner(topk=topk, num_classes=self.nc)
 
-    def bbox_decode(self, anchor_points: torch.Tensor, pred_dist: torch.Tensor) -> torch.Tensor:
-        """(B, A, 4·reg_max) logits → xyxy boxes in grid units via the expectation over the bins."""
-        if self.reg_max > 1:
-            b, a, _ = pred_dist.shape
-            proj = self.proj.to(device=pred_dist.device, dtype=pred_dist.dtype)
-            pred_dist = pred_dist.view(b, a, 4, self.reg_max).softmax(3).matmul(proj)
-        return dist2bbox(pred_dist, anchor_points, xywh=False)
+    @classmethod
+    def from_model(cls, model: nn.Module, topk: int = 10, normaliser: Normaliser = local_normaliser) -> DetectionLoss:
+        """The loss of a DetectionModel: head geometry from its last layer, gains from `model.args` (if any)."""
+        head = model.model[-1]
+        gains = gains_from_hyperparameters(getattr(model, "args", None))
+        return cls(head.nc, head.reg_max, head.stride, **gains, topk=topk, normaliser=normaliser)
 
-    def normaliser(self, target_scores: torch.Tensor) -> torch.Tensor:
-        """max(Σ target scores, 1); with `reduce_over_ranks`, max(Σ over all ranks, 1) / world size.
+    @property
+    def channels(self) -> int:
+        """Channels of every raw head map: 4·reg_max box logits, then nc class logits."""
+        return 4 * self.reg_max + self.nc
 
-        Why the DDP form gives the single-process gradient of the global batch B = W·b (W ranks of b images):
-        single process, L = B·U/T with U the gain-weighted loss sums over all images and T = max(ΣS, 1).
-        Rank r computes L_r = b·U_r/T' with T' = T/W; the trainer backpropagates W·L_r and DDP averages, so
-        g = (1/W)·Σ_r W·b·∇U_r/T' = b·W·∇(Σ_r U_r)/T = B·∇U/T. Clamping before the division keeps this exact
-        even when ΣS < W.
+    def __call__(self, preds: Any, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """preds: the per-level raw maps (B, channels, H, W), or an eval-mode (decoded, maps) pair; batch holds
+        `batch_idx` (N,), `cls` (N, 1) and normalised xywh `bboxes` (N, 4).
+
+        Returns (total × batch size, detached gain-weighted [box, cls, dfl]); computed in fp32, outside autocast.
         """
-        total = target_scores.sum()
-        if not self.reduce_over_ranks:
-            return total.clamp(min=1)
-        import torch.distributed as dist
+        maps = preds[1] if _is_eval_output(preds) else preds
+        device = maps[0].device
+        autocast_off = (torch.autocast(device.type, enabled=False) if device.type in ("cpu", "cuda")
+                        else contextlib.nullcontext())
+        with autocast_off:
+            return self._compute([m.float() for m in maps], batch)
 
-        total = total.detach().clone()
-        dist.all_reduce(total)
-        return total.clamp(min=1) / dist.get_world_size()
+    def _compute(
+        self, maps: list[torch.Tensor], batch: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(maps) != len(self.strides) or any(m.shape[1] != self.channels for m in maps):
+            raise ValueError(f"expected {len(self.strides)} maps of {self.channels} channels, got "
+                             f"{[tuple(m.shape) for m in maps]}")
+        b = maps[0].shape[0]
+        flat = torch.cat([m.flatten(2) for m in maps], 2).transpose(1, 2)  # (B, A, channels)
+        box_logits, cls_logits = flat.split((4 * self.reg_max, self.nc), -1)
+        points, strides = feature_map_anchors(maps, self.strides)  # in cells of each level
+        image_hw = (maps[0].shape[2] * self.strides[0], maps[0].shape[3] * self.strides[0])
+        gt_labels, gt_boxes, gt_mask = padded_targets(batch, b, image_hw, flat.device)
 
-    def __call__(self, preds: Any, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """preds: list of (B, no, H, W) maps, or (y, maps) from an eval-mode forward. Returns
-        (total × batch size, detached [box, cls, dfl])."""
-        is_eval_output = isinstance(preds, (tuple, list)) and len(preds) == 2 and isinstance(preds[1], (list, tuple))
-        feats = preds[1] if is_eval_output else preds
-        device = feats[0].device
-        if device.type in ("cuda", "cpu"):
-            ctx = torch.autocast(device_type=device.type, enabled=False)
-        else:
-            ctx = contextlib.nullcontext()
-        with ctx:
-            return self._loss([f.float() for f in feats], batch)
+        pred_boxes = decode_boxes(box_logits, points, self.reg_max)  # xyxy, cells
+        target = self.assigner(cls_logits.detach().sigmoid(), pred_boxes.detach() * strides, points * strides,
+                               gt_labels, gt_boxes, gt_mask)
+        divisor = self.normaliser(target.scores.sum())
 
-    def _loss(self, feats: list[torch.Tensor], batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        device = feats[0].device
-        bs = feats[0].shape[0]
-        loss = torch.zeros(3, device=device)
-        pred = torch.cat([f.reshape(bs, self.no, -1) for f in feats], 2)  # (B, no, A)
-        pred_distri, pred_scores = pred.split((4 * self.reg_max, self.nc), 1)
-        pred_scores = pred_scores.permute(0, 2, 1).contiguous()  # (B, A, nc)
-        pred_distri = pred_distri.permute(0, 2, 1).contiguous()  # (B, A, 4·reg_max)
+        cls_loss = F.binary_cross_entropy_with_logits(cls_logits, target.scores, reduction="sum") / divisor
+        box_loss = dfl_loss = cls_loss.new_zeros(())
+        fg = target.fg_mask
+        if fg.any():
+            weight = target.scores.sum(-1)[fg]  # (n_fg,)
+            target_boxes = (target.boxes / strides)[fg]
+            ciou = aligned_iou(pred_boxes[fg], target_boxes, kind="ciou")
+            box_loss = ((1 - ciou) * weight).sum() / divisor
+            if self.reg_max > 1:
+                ltrb = xyxy_to_ltrb(target_boxes, points.expand(b, -1, -1)[fg])
+                side_losses = distribution_focal_loss(box_logits[fg].unflatten(-1, (4, self.reg_max)), ltrb)
+                dfl_loss = (side_losses.mean(-1) * weight).sum() / divisor
+        items = torch.stack((box_loss, cls_loss, dfl_loss)) * torch.tensor(self.gains, device=flat.device)
+        return items.sum() * b, items.detach()
 
-        dtype = pred_scores.dtype
-        imgsz = torch.tensor(feats[0].shape[2:], device=device, dtype=dtype) * self.stride[0]  # (h, w) pixels
-        anchor_points, stride_tensor = make_anchors(feats, self.stride, 0.5)
 
-        targets = torch.cat(
-            (batch["batch_idx"].view(-1, 1), batch["cls"].view(-1, 1), batch["bboxes"].view(-1, 4)), 1
-        ).to(device=device, dtype=dtype)
-        gt, mask_gt = self.preprocess(targets, bs, scale_tensor=imgsz[[1, 0, 1, 0]])
-        gt_labels, gt_bboxes = gt.split((1, 4), 2)
-
-        pred_bboxes = self.bbox_decode(anchor_points, pred_distri)  # xyxy, grid units
-        _, target_bboxes, target_scores, fg_mask, _ = self.assigner(
-            pred_scores.detach().sigmoid(),
-            (pred_bboxes.detach() * stride_tensor).to(gt_bboxes.dtype),
-            anchor_points * stride_tensor,
-            gt_labels,
-            gt_bboxes,
-            mask_gt,
-        )
-        target_scores_sum = self.normaliser(target_scores)
-
-        loss[1] = self.bce(pred_scores, target_scores.to(dtype)).sum() / target_scores_sum
-        if fg_mask.any():
-            loss[0], loss[2] = self.bbox_loss(
-                pred_distri, pred_bboxes, anchor_points, target_bboxes / stride_tensor,
-                target_scores, target_scores_sum, fg_mask,
-            )
-        gains = torch.tensor([self.hyp["box"], self.hyp["cls"], self.hyp["dfl"]], device=device)
-        loss = loss * gains
-        return loss.sum() * bs, loss.detach()
+v8DetectionLoss = DetectionLoss  # the published class name, for code that refers to it

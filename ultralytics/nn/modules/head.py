@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn as nn
 
-from ultralytics.detection.assigner import dist2bbox, make_anchors
+from ultralytics.detection.anchors import feature_map_anchors, ltrb_to_xywh
 
 from .block import DFL
 from .conv import Conv
@@ -56,11 +56,11 @@ class Detect(nn.Module):
         flat = torch.cat([xi.view(b, self.no, -1) for xi in x], 2)
         key = tuple(tuple(xi.shape[2:]) for xi in x) + (flat.device, flat.dtype)
         if self.dynamic or key != self._anchor_key or torch.jit.is_tracing():
-            anchors, strides = make_anchors(x, self.stride, 0.5)
+            anchors, strides = feature_map_anchors(x, self.stride)
             self.anchors, self.strides = anchors.transpose(0, 1), strides.transpose(0, 1)
             self._anchor_key = key
         box, cls = flat.split((self.reg_max * 4, self.nc), 1)
-        dbox = dist2bbox(self.dfl(box), self.anchors.unsqueeze(0), xywh=True, dim=1) * self.strides
+        dbox = ltrb_to_xywh(self.dfl(box), self.anchors.unsqueeze(0), dim=1) * self.strides
         return torch.cat((dbox, cls.sigmoid()), 1)
 
     def bias_init(self) -> None:
