@@ -8,16 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ultralytics.evaluation.metrics import (
-    ConfusionMatrix,
-    DetMetrics,
-    Metric,
-    ap_per_class,
-    compute_ap,
-    envelope_at,
-    match_predictions,
-    smooth,
-)
+from ultralytics.evaluation.ap import box_filter, class_statistics, precision_envelope
+from ultralytics.evaluation.metrics import ConfusionMatrix, DetMetrics, Metric, compute_ap, match_predictions
 from ultralytics.detection.iou import bbox_iou, box_iou
 
 IOUV = torch.linspace(0.5, 0.95, 10)
@@ -99,47 +91,58 @@ def test_box_iou_pairwise():
 
 
 # ---------------------------------------------------------------- compute_ap
-# The interpolated precision at recall r is the best precision at any recall >= r (0 beyond the last recall);
-# it is sampled at x = 0, .01, …, 1 and integrated with the trapezoid rule (0.01 · (sum − (first + last) / 2)).
+# The published rule (SPEC §6): recall gets the sentinels [0, r…, r_last, 1] and precision [1, p…, 0, 0]; the
+# envelope is the running max of precision from the end; it is interpolated linearly (np.interp) at x = 0, .01, …, 1
+# and integrated with the trapezoid rule. Where the recall repeats (a vertical jump of the curve), np.interp takes
+# the value of the LAST point with that recall — so at x = r_last the value is already the sentinel's 0. That is why
+# a perfect curve scores 0.99 + 0.01·(1 + 0)/2 = 0.995 and not 1.
 def test_compute_ap_step_segment():
-    # recall [.5, 1], precision [1, .5]: 1 at x <= .5 (51 points), .5 above (50 points)
-    # trapezoid: 50 intervals of 1, one of (1 + .5)/2, 49 of .5 → 0.5 + 0.0075 + 0.245 = 0.7525
+    # recall [.5, 1], precision [1, .5] → recall' [0, .5, 1, 1, 1], envelope [1, 1, .5, 0, 0]
+    # f = 1 on [0, .5], f = 1.5 − x on (.5, 1) (linear from 1 to .5), f(1) = 0 (last point with recall 1)
+    # trapezoid is exact on [0, .99]: .5 + ∫.5→.99 (1.5 − x) = .5 + (1.5·.49 − (.99² − .25)/2) = .5 + .36995
+    # plus the last interval .01·(f(.99) + 0)/2 = .01·.51/2 = .00255 → 0.8725
     ap, mpre, mrec = compute_ap(np.array([0.5, 1.0]), np.array([1.0, 0.5]))
-    assert ap == pytest.approx(0.7525, abs=1e-12)
-    assert mrec.tolist() == [0.0, 0.5, 1.0, 1.0]
-    assert mpre.tolist() == [1.0, 1.0, 0.5, 0.0]
+    assert ap == pytest.approx(0.8725, abs=1e-12)
+    assert mrec.tolist() == [0.0, 0.5, 1.0, 1.0, 1.0]
+    assert mpre.tolist() == [1.0, 1.0, 0.5, 0.0, 0.0]
 
 
 def test_compute_ap_envelope_and_drop_after_last_recall():
     # TP, FP, TP, TP with 4 labels: recall [.25, .25, .5, .75], precision [1, .5, 2/3, .75]
-    # envelope: 1 for x <= .25 (26 points), .75 on (.25, .75] (50 points), 0 above .75 (never reached)
-    # trapezoid: 0.25 + 0.01·1.75/2 + 0.49·.75 + 0.01·.75/2 = 0.25 + 0.00875 + 0.3675 + 0.00375 = 0.63
-    ap, mpre, _ = compute_ap(np.array([0.25, 0.25, 0.5, 0.75]), np.array([1.0, 0.5, 2 / 3, 0.75]))
-    assert ap == pytest.approx(0.63, abs=1e-12)
-    assert mpre.tolist() == pytest.approx([1, 1, 0.75, 0.75, 0.75, 0])
+    # recall' [0, .25, .25, .5, .75, .75, 1], precision' [1, 1, .5, 2/3, .75, 0, 0]
+    # → envelope [1, 1, .75, .75, .75, 0, 0]
+    # f = 1 on [0, .24]; at .25 (repeated recall) the last point's .75; .75 up to .74; f(.75) = 0 (sentinel), then 0
+    # trapezoid: .24 + .01·(1 + .75)/2 + .49·.75 + .01·(.75 + 0)/2 = .24 + .00875 + .3675 + .00375 = 0.62
+    ap, mpre, mrec = compute_ap(np.array([0.25, 0.25, 0.5, 0.75]), np.array([1.0, 0.5, 2 / 3, 0.75]))
+    assert ap == pytest.approx(0.62, abs=1e-12)
+    assert mpre.tolist() == pytest.approx([1, 1, 0.75, 0.75, 0.75, 0, 0])
+    assert mrec.tolist() == pytest.approx([0, 0.25, 0.25, 0.5, 0.75, 0.75, 1])
 
 
 def test_compute_ap_perfect_and_empty():
-    assert compute_ap(np.array([1.0]), np.array([1.0]))[0] == 1.0  # recall 1 at precision 1
-    # only a false positive: recall [0], precision [0] → AP 0
+    # recall' [0, 1, 1, 1], envelope [1, 1, 0, 0]: 1 on [0, .99], 0 at 1 → .99 + .01·1/2 = 0.995
+    assert compute_ap(np.array([1.0]), np.array([1.0]))[0] == pytest.approx(0.995, abs=1e-12)
+    # only a false positive: recall' [0, 0, 0, 1], envelope [1, 0, 0, 0]; at x = 0 the last point with recall 0
+    # has envelope 0, and it stays 0 → AP 0
     assert compute_ap(np.array([0.0]), np.array([0.0]))[0] == 0.0
     assert compute_ap(np.zeros(0), np.zeros(0))[0] == 0.0
 
 
-def test_envelope_at_matches_a_loop():
+def test_precision_envelope_matches_a_loop():
     rng = np.random.default_rng(0)
     hits = rng.random(40) < 0.6
     recall = np.cumsum(hits) / 30
     precision = np.cumsum(hits) / np.arange(1, 41)
-    x = np.linspace(0, 1, 101)
-    loop = [max([p for r, p in zip(recall, precision) if r >= xi], default=0.0) for xi in x]
-    assert envelope_at(recall, precision, x) == pytest.approx(loop, abs=0)
+    closed_r, env = precision_envelope(recall, precision)
+    closed_p = [1.0, *precision, 0.0, 0.0]
+    assert closed_r.tolist() == [0.0, *recall, recall[-1], 1.0]
+    assert env.tolist() == [max(closed_p[k:]) for k in range(len(closed_p))]
 
 
 def test_smooth_box_filter():
     y = np.zeros(1000)
     y[500] = 1.0
-    s = smooth(y, 0.1)  # width round(1000·0.1·2)//2 + 1 = 101
+    s = box_filter(y, 0.1)  # width round(1000·0.1·2)//2 + 1 = 101
     assert s.shape == (1000,)
     assert s[450:551] == pytest.approx(np.full(101, 1 / 101))
     assert s[449] == 0 and s[551] == 0
@@ -190,7 +193,7 @@ def test_match_predictions_empty():
     assert out.shape == (2, 10) and not out.any()
 
 
-# ---------------------------------------------------------------- ap_per_class / DetMetrics
+# ---------------------------------------------------------------- class_statistics / DetMetrics
 def _process(pred_boxes, pred_cls, conf, gt_boxes, gt_cls, names):
     """Per image lists → DetMetrics, the way a validator does it."""
     stats = {"tp": [], "conf": [], "pred_cls": [], "target_cls": []}
@@ -210,23 +213,25 @@ def test_perfect_predictions_score_one():
     gts = [[[0, 0, 10, 10], [20, 20, 40, 30]], [[5, 5, 15, 25]]]
     cls = [[0, 1], [1]]
     m = _process(gts, cls, [[0.9, 0.8], [0.7]], gts, cls, {0: "a", 1: "b"})
-    # every class: recall reaches 1 at precision 1 → AP 1 at every threshold
-    assert m.box.all_ap.tolist() == np.ones((2, 10)).tolist()
-    assert m.box.map50 == 1.0 and m.box.map == 1.0 and m.box.map75 == 1.0
+    # every class: recall reaches 1 at precision 1 → envelope 1 up to recall .99 and 0 at recall 1 (the sentinel,
+    # see test_compute_ap_perfect_and_empty) → AP 0.99 + 0.005 = 0.995 at every threshold
+    assert m.box.all_ap == pytest.approx(np.full((2, 10), 0.995), abs=1e-12)
+    assert m.box.map50 == pytest.approx(0.995) and m.box.map == pytest.approx(0.995)
+    assert m.box.map75 == pytest.approx(0.995)
     assert m.box.mp == pytest.approx(1.0) and m.box.mr == pytest.approx(1.0)
-    assert m.fitness == pytest.approx(1.0)
+    assert m.fitness == pytest.approx(0.995)
     assert m.ap_class_index.tolist() == [0, 1]
 
 
 def test_shifted_box_staircase():
     # gt [0,0,10,10] (area 100), pred [0,0,10,7.2]: IoU = 72/100 = 0.72
-    # correct at 0.50, 0.55, 0.60, 0.65, 0.70 → AP 1; wrong at 0.75 … 0.95 → AP 0
+    # correct at 0.50, 0.55, 0.60, 0.65, 0.70 → AP 0.995 (a perfect curve); wrong at 0.75 … 0.95 → AP 0
     m = _process([[[0, 0, 10, 7.2]]], [[0]], [[0.9]], [[[0, 0, 10, 10]]], [[0]], {0: "a"})
-    assert m.box.all_ap[0].tolist() == [1.0] * 5 + [0.0] * 5
-    assert m.box.map50 == 1.0
+    assert m.box.all_ap[0].tolist() == pytest.approx([0.995] * 5 + [0.0] * 5, abs=1e-12)
+    assert m.box.map50 == pytest.approx(0.995)
     assert m.box.map75 == 0.0
-    assert m.box.map == pytest.approx(0.5)
-    assert m.fitness == pytest.approx(0.1 * 1.0 + 0.9 * 0.5)  # 0.55
+    assert m.box.map == pytest.approx(0.4975)  # 5 · 0.995 / 10
+    assert m.fitness == pytest.approx(0.1 * 0.995 + 0.9 * 0.4975)  # 0.54725
     assert m.box.mp == pytest.approx(1.0) and m.box.mr == pytest.approx(1.0)
 
 
@@ -249,11 +254,13 @@ def test_false_positive_on_background_image_lowers_precision():
     assert clean.box.mp == pytest.approx(1.0)
     assert noisy.box.mp < 1.0
     assert noisy.box.mr == pytest.approx(1.0)
-    # the FP ranks below the TP: recall 1 is reached at precision 1 → AP still 1
-    assert noisy.box.map50 == 1.0
-    # a higher-confidence FP: recall [0, 1], precision [0, .5] → envelope .5 everywhere → AP 0.5
+    # the FP ranks below the TP: recall [1, 1], precision [1, .5] → envelope [1, 1, .5, 0, 0] over recall'
+    # [0, 1, 1, 1, 1]: 1 up to .99, 0 at 1 → the perfect-curve 0.995
+    assert noisy.box.map50 == pytest.approx(0.995)
+    # a higher-confidence FP: recall [0, 1], precision [0, .5] → recall' [0, 0, 1, 1, 1], envelope [1, .5, .5, 0, 0]:
+    # .5 on [0, .99] (from the last point at recall 0), 0 at 1 → .5·.99 + .01·.5/2 = 0.4975
     worse = _process([gt, [[50, 50, 60, 60]]], [[0], [0]], [[0.9], [0.95]], [gt, []], [[0], []], names)
-    assert worse.box.map50 == pytest.approx(0.5)
+    assert worse.box.map50 == pytest.approx(0.4975)
 
 
 def test_absent_classes():
@@ -262,9 +269,9 @@ def test_absent_classes():
     m = _process([[[0, 0, 10, 10], [30, 30, 40, 40]]], [[0, 2]], [[0.9, 0.8]],
                  [[[0, 0, 10, 10], [60, 60, 70, 70]]], [[0, 1]], names)
     assert m.ap_class_index.tolist() == [0, 1]  # class 2 is ignored (no labels)
-    assert m.box.ap50.tolist() == pytest.approx([1.0, 0.0])
-    assert m.box.map == pytest.approx(0.5)
-    assert m.box.maps.tolist() == pytest.approx([1.0, 0.0, 0.5])  # absent class 2 gets the overall map
+    assert m.box.ap50.tolist() == pytest.approx([0.995, 0.0])  # a perfect class scores 0.995 (see above)
+    assert m.box.map == pytest.approx(0.4975)
+    assert m.box.maps.tolist() == pytest.approx([0.995, 0.0, 0.4975])  # absent class 2 gets the overall map
     assert m.box.mp == pytest.approx(0.5) and m.box.mr == pytest.approx(0.5)
     assert m.class_result(1) == pytest.approx((0.0, 0.0, 0.0, 0.0))
 
@@ -274,21 +281,23 @@ def test_detmetrics_keys_results_dict_and_curves():
     assert m.keys == ["metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)"]
     rd = m.results_dict
     assert list(rd) == m.keys + ["fitness"]
-    assert rd["metrics/mAP50(B)"] == 1.0 and rd["fitness"] == pytest.approx(1.0)
+    assert rd["metrics/mAP50(B)"] == pytest.approx(0.995) and rd["fitness"] == pytest.approx(0.995)
     assert set(m.speed) == {"preprocess", "inference", "loss", "postprocess"}
     assert len(m.mean_results()) == 4
     for x, y, _, _ in m.curves_results:
         assert x.shape == (1000,) and y.shape == (1, 1000)
 
 
-def test_ap_per_class_returns_curves_and_counts():
+def test_class_statistics_returns_curves_and_counts():
     tp = np.array([[1] * 10, [0] * 10], dtype=bool)  # a TP at conf .9, an FP at conf .3
-    out = ap_per_class(tp, np.array([0.9, 0.3]), np.array([0, 0]), np.array([0, 0]))
-    tp_n, fp_n, p, r, f1, ap, classes, p_curve, r_curve, f1_curve, px, prec = out
+    out = class_statistics(tp, np.array([0.9, 0.3]), np.array([0, 0]), np.array([0, 0]))
+    tp_n, fp_n, p, r, ap, classes = out.tp, out.fp, out.p, out.r, out.ap, out.classes
+    p_curve, r_curve, f1_curve, px, prec = out.p_curve, out.r_curve, out.f1_curve, out.conf_grid, out.pr_curve
     assert classes.tolist() == [0] and ap.shape == (1, 10)
-    # recall [.5, .5], precision [1, .5] → envelope 1 for x <= .5 (51 points), 0 above (recall never exceeds .5)
-    # trapezoid: 50 intervals of 1 and one of (1 + 0)/2 → 0.5 + 0.005 = 0.505
-    assert ap[0, 0] == pytest.approx(0.505)
+    # recall [.5, .5], precision [1, .5] → recall' [0, .5, .5, .5, 1], envelope [1, 1, .5, 0, 0]:
+    # 1 on [0, .49]; at .5 the last point with recall .5 has envelope 0, and it stays 0 up to 1
+    # trapezoid: .49 + .01·(1 + 0)/2 = 0.495
+    assert ap[0, 0] == pytest.approx(0.495)
     assert p_curve.shape == r_curve.shape == f1_curve.shape == prec.shape == (1, 1000) and px.shape == (1000,)
     # between conf .3 and .9 R = .5 and P rises linearly from .5 to 1; the smoothed F1 peaks just below .9,
     # so P is high but below 1 → rounded counts: TP = .5·2 = 1, FP = round(1/P − 1) = 0

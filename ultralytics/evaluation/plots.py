@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ultralytics.evaluation.metrics import smooth
+from ultralytics.evaluation.ap import box_filter
 from ultralytics.utils.plotting import colour
 
 __all__ = ["gaussian_smooth", "normalize_columns", "plot_confusion_matrix", "plot_mc_curve", "plot_pr_curve",
@@ -106,7 +106,7 @@ def plot_mc_curve(px: np.ndarray, py: np.ndarray, save_path: str | Path, names: 
     ax = fig.add_subplot()
     _class_lines(ax, px, py, names, [_name(names, i) for i in range(len(py))])
     if len(py) and len(px):
-        y = smooth(py.mean(0), 0.05)
+        y = box_filter(py.mean(0), 0.05)
         i = int(np.nanargmax(y)) if np.isfinite(y).any() else 0
         ax.plot(px, y, linewidth=3, color=MEAN_COLOUR, label=f"all classes {y[i]:.2f} at {px[i]:.3f}")
     _finish_curve_axes(ax, xlabel, ylabel, f"{ylabel}-Confidence Curve", empty=not len(py))
