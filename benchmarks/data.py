@@ -13,11 +13,11 @@ import platform
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ultralytics.cfg import get_cfg  # noqa: E402
 from ultralytics.data import build_dataloader, build_yolo_dataset, check_det_dataset  # noqa: E402
 
 
@@ -48,12 +48,12 @@ def main() -> None:
     yaml_file = next(iter(sorted(data_arg.glob("*.yaml")))) if data_arg.is_dir() else data_arg
     data = check_det_dataset(yaml_file, autodownload=False)
     rows = []
-    cfg = SimpleNamespace(imgsz=a.imgsz, mosaic=1.0)
+    cfg = get_cfg(overrides={"imgsz": a.imgsz, "mosaic": 1.0})
     train = build_yolo_dataset(cfg, data["train"], a.batch, data, mode="train")
     loader = build_dataloader(train, a.batch, a.workers, shuffle=True, seed=0)
     rows.append(("train (mosaic, affine, hsv, flip)", *measure(loader, a.epochs)))
     loader.reset()
-    val = build_yolo_dataset(SimpleNamespace(imgsz=a.imgsz), data["val"], a.batch * 2, data, mode="val", rect=True)
+    val = build_yolo_dataset(cfg, data["val"], a.batch * 2, data, mode="val", rect=True)
     loader = build_dataloader(val, a.batch * 2, a.workers, shuffle=False, seed=0)
     rows.append(("val (rect letterbox)", *measure(loader, a.epochs)))
     loader.reset()

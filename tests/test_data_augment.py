@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from ultralytics.data.augment import (
     PAD_VALUE,
+    AugmentParams,
     Format,
     LetterBox,
     MixUp,
@@ -18,8 +19,7 @@ from ultralytics.data.augment import (
     RandomFlip,
     RandomHSV,
     RandomPerspective,
-    box_candidates,
-    resolve_hyp,
+    keep_warped_boxes,
     train_transforms,
 )
 from ultralytics.utils.ops import scale_boxes
@@ -94,17 +94,11 @@ def scene(draw, max_side: int = 160) -> tuple[dict, int]:
     return make_labels(h, w, [box], [c]), draw(st.integers(0, 2**31 - 1))
 
 
-def seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-
-
 @SETTINGS
 @given(scene(), st.sampled_from(["horizontal", "vertical"]))
 def test_flip_moves_box_with_pixels(sc, direction):
     labels, seed = sc
-    seed_all(seed)
-    out = RandomFlip(p=1.0, direction=direction)(labels)
+    out = RandomFlip(p=1.0, direction=direction, rng=random.Random(seed))(labels)
     assert_labels_match_pixels(out, tol=0)
 
 
@@ -132,10 +126,10 @@ def test_letterbox_box_and_ratio_pad(sc, nh, nw, scaleup, center):
        st.sampled_from([0.0, 0.0005]))
 def test_random_perspective_box_covers_pixels(sc, degrees, translate, scale, shear, perspective):
     labels, seed = sc
-    seed_all(seed)
     h, w = labels["img"].shape[:2]
     c0 = int(labels["cls"][0, 0])
-    t = RandomPerspective(degrees=degrees, translate=translate, scale=scale, shear=shear, perspective=perspective)
+    t = RandomPerspective(degrees=degrees, translate=translate, scale=scale, shear=shear, perspective=perspective,
+                          rng=random.Random(seed))
     out = t(labels)
     assert out["img"].shape == (h, w, 3)
     assert_labels_match_pixels(out, tol=3.0)
@@ -180,10 +174,10 @@ def mosaic_source(draw, imgsz: int):
 @given(st.sampled_from([64, 96, 128]), st.data())
 def test_mosaic_then_perspective_box_covers_pixels(imgsz, data):
     draw_fn, seed = data.draw(mosaic_source(imgsz))
-    seed_all(seed)
+    rng = random.Random(seed)
     ds = FakeDataset(imgsz, draw_fn)
     first = ds.get_image_and_label(0)
-    mosaic = Mosaic(ds, imgsz=imgsz, p=1.0)(first)
+    mosaic = Mosaic(ds, imgsz=imgsz, p=1.0, rng=rng)(first)
     assert mosaic["img"].shape == (2 * imgsz, 2 * imgsz, 3)
     assert len(mosaic["cls"]) == 4
     visible = [c for c in range(4) if colour_bbox(mosaic["img"], c) is not None]
@@ -191,7 +185,7 @@ def test_mosaic_then_perspective_box_covers_pixels(imgsz, data):
         if c in visible:
             np.testing.assert_allclose(box, colour_bbox(mosaic["img"], c), atol=0)
     degrees, scale = data.draw(st.floats(0, 20)), data.draw(st.floats(0, 0.5))
-    out = RandomPerspective(degrees=degrees, translate=0.1, scale=scale)(mosaic)
+    out = RandomPerspective(degrees=degrees, translate=0.1, scale=scale, rng=rng)(mosaic)
     assert out["img"].shape == (imgsz, imgsz, 3)
     assert_labels_match_pixels(out, tol=3.0)
 
@@ -200,7 +194,7 @@ def test_mosaic_then_perspective_box_covers_pixels(imgsz, data):
 @given(st.integers(32, 128), st.data())
 def test_mixup_keeps_both_boxes(side, data):
     b1, b2 = data.draw(box_in(side, side)), data.draw(box_in(side, side))
-    seed_all(data.draw(st.integers(0, 2**31 - 1)))
+    rng = random.Random(data.draw(st.integers(0, 2**31 - 1)))
     other = make_labels(side, side, [b2], [1])  # green
 
     class One:
@@ -210,7 +204,7 @@ def test_mixup_keeps_both_boxes(side, data):
         def get_image_and_label(self, i):
             return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in other.items()}
 
-    out = MixUp(One(), p=1.0)(make_labels(side, side, [b1], [0]))  # red
+    out = MixUp(One(), p=1.0, rng=rng)(make_labels(side, side, [b1], [0]))  # red
     assert out["cls"][:, 0].tolist() == [0.0, 1.0]
     np.testing.assert_array_equal(out["bboxes"], np.array([b1, b2], np.float32))
     for ch, box in ((2, b1), (1, b2)):  # BGR: red lives in channel 2, green in channel 1
@@ -222,26 +216,24 @@ def test_mixup_keeps_both_boxes(side, data):
 @given(scene(), st.floats(0, 0.5), st.floats(0, 0.9), st.floats(0, 0.6))
 def test_hsv_keeps_boxes_and_object_region(sc, hg, sg, vg):
     labels, seed = sc
-    seed_all(seed)
     box = labels["bboxes"].copy()
-    out = RandomHSV(hg, sg, vg)(labels)
+    out = RandomHSV(hg, sg, vg, rng=random.Random(seed))(labels)
     np.testing.assert_array_equal(out["bboxes"], box)
     ys, xs = np.nonzero(out["img"].max(-1) > 0)  # the black background stays black (V=0)
     assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == box[0].tolist()
 
 
-def test_box_candidates_rules():
-    before = np.array([[0, 0, 100, 100]] * 4, np.float32).T
-    after = np.array([[0, 0, 50, 50], [0, 0, 1.5, 50], [0, 0, 20, 20], [0, 0, 300, 2.5]], np.float32).T
+def test_keep_warped_boxes_rules():
+    before = np.array([[0, 0, 100, 100]] * 4, np.float32)
+    after = np.array([[0, 0, 50, 50], [0, 0, 1.5, 50], [0, 0, 20, 20], [0, 0, 300, 2.5]], np.float32)
     # kept / too narrow / area ratio 0.04 < 0.1 / aspect ratio 120 > 100
-    assert box_candidates(before, after).tolist() == [True, False, False, False]
+    assert keep_warped_boxes(before, after).tolist() == [True, False, False, False]
 
 
 def test_full_train_pipeline_formats_batch_item():
-    seed_all(0)
     imgsz = 96
     ds = FakeDataset(imgsz, lambda c: make_labels(imgsz, 64, [(10, 10, 50, 60)], [c]))
-    t = train_transforms(ds, imgsz, resolve_hyp(None, mixup=1.0))
+    t = train_transforms(ds, imgsz, AugmentParams(mixup=1.0), rng=random.Random(0))
     item = t(ds.get_image_and_label(0))
     assert item["img"].shape == (3, imgsz, imgsz) and str(item["img"].dtype) == "torch.uint8"
     assert item["bboxes"].shape[1] == 4 and item["cls"].shape == (len(item["bboxes"]), 1)

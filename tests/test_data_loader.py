@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -13,12 +12,18 @@ import pytest
 import torch
 from torch.utils.data import SequentialSampler
 
+from ultralytics.cfg import get_cfg
 from ultralytics.data import build_dataloader, build_yolo_dataset, check_det_dataset
 from ultralytics.data.augment import Mosaic
 from ultralytics.utils.ops import scale_boxes, xywhn2xyxy
 from ultralytics.utils.plotting import plot_images, plot_labels
 
 IMGSZ = 320
+
+
+def run_cfg(**overrides):
+    """The run config of `yolo train` with these overrides (what the trainer hands to build_yolo_dataset)."""
+    return get_cfg(overrides=overrides)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +44,8 @@ def expected_rows(split_dir: Path) -> int:
 
 
 def test_lengths_and_label_counts(data, coco128):
-    tr = build_yolo_dataset(SimpleNamespace(imgsz=IMGSZ), data["train"], 16, data)
-    va = build_yolo_dataset(SimpleNamespace(imgsz=IMGSZ), data["val"], 16, data, mode="val")
+    tr = build_yolo_dataset(run_cfg(imgsz=IMGSZ), data["train"], 16, data)
+    va = build_yolo_dataset(run_cfg(imgsz=IMGSZ), data["val"], 16, data, mode="val")
     assert len(tr) == 128 and len(va) == 128
     assert sum(len(lb["cls"]) for lb in tr.labels) == expected_rows(coco128 / "images" / "train2017")
     assert sum(len(lb["cls"]) for lb in va.labels) == expected_rows(coco128 / "images" / "val2017")
@@ -52,7 +57,7 @@ def test_lengths_and_label_counts(data, coco128):
 
 
 def test_train_batch_shapes_dtypes_and_batch_idx(data):
-    ds = build_yolo_dataset(SimpleNamespace(imgsz=IMGSZ, mixup=0.3, degrees=5), data["train"], 8, data)
+    ds = build_yolo_dataset(run_cfg(imgsz=IMGSZ, mixup=0.3, degrees=5), data["train"], 8, data)
     items = [ds[i] for i in range(8)]
     b = ds.collate_fn(items)
     assert b["img"].shape == (8, 3, IMGSZ, IMGSZ) and b["img"].dtype == torch.uint8
@@ -72,7 +77,7 @@ def test_train_batch_shapes_dtypes_and_batch_idx(data):
 
 def test_rect_val_batches_follow_spec_formula(data):
     bs = 16
-    ds = build_yolo_dataset(SimpleNamespace(imgsz=IMGSZ), data["val"], bs, data, mode="val", rect=True)
+    ds = build_yolo_dataset(run_cfg(imgsz=IMGSZ), data["val"], bs, data, mode="val", rect=True)
     hw = np.array([lb["shape"] for lb in ds.labels], float)
     ar = hw[:, 0] / hw[:, 1]
     assert (np.diff(ar) >= 0).all()  # sorted by aspect ratio
@@ -84,11 +89,13 @@ def test_rect_val_batches_follow_spec_formula(data):
     loader = build_dataloader(ds, bs, workers=0, shuffle=False)
     for k, batch in enumerate(loader):
         assert tuple(batch["img"].shape[2:]) == tuple(ds.batch_shapes[k])
-        for j, ((gain, _), (pw, ph)) in enumerate(batch["ratio_pad"]):
+        for j, ((gain_h, gain_w), (pw, ph)) in enumerate(batch["ratio_pad"]):
             h0, w0 = batch["ori_shape"][j]
-            assert gain == pytest.approx(IMGSZ / max(h0, w0), rel=1e-6)
+            # per axis: the resized side (long side imgsz, each side rounded up, SPEC §6) / the original side
+            rh, rw = (min(math.ceil(s * IMGSZ / max(h0, w0)), IMGSZ) for s in (h0, w0))
+            assert (gain_h, gain_w) == pytest.approx((rh / h0, rw / w0), rel=1e-9)
             H, W = batch["img"].shape[2:]
-            assert abs(2 * pw - (W - round(w0 * gain))) <= 1 and abs(2 * ph - (H - round(h0 * gain))) <= 1
+            assert abs(2 * pw - (W - rw)) <= 1 and abs(2 * ph - (H - rh)) <= 1
         if k == 0:  # grey 114 padding and boxes that map back to the original labels
             img = batch["img"][0]
             (gain, _), (pw, ph) = batch["ratio_pad"][0]
@@ -107,7 +114,7 @@ def test_rect_val_batches_follow_spec_formula(data):
 
 
 def test_close_mosaic_turns_mosaic_and_mixup_off(data):
-    hyp = SimpleNamespace(imgsz=IMGSZ, mosaic=1.0, mixup=0.5, translate=0.0, scale=0.0, fliplr=0.0, hsv_h=0.0,
+    hyp = run_cfg(imgsz=IMGSZ, mosaic=1.0, mixup=0.5, translate=0.0, scale=0.0, fliplr=0.0, hsv_h=0.0,
                           hsv_s=0.0, hsv_v=0.0)
     ds = build_yolo_dataset(hyp, data["train"], 8, data)
     mosaic = ds.transforms.transforms[0].transforms[0]
@@ -115,7 +122,7 @@ def test_close_mosaic_turns_mosaic_and_mixup_off(data):
     ds.close_mosaic(hyp)
     assert hyp.mosaic == 1.0 and hyp.mixup == 0.5  # the caller's namespace is not changed
     assert ds.hyp.mosaic == 0.0 and ds.hyp.mixup == 0.0
-    val = build_yolo_dataset(SimpleNamespace(imgsz=IMGSZ), data["train"], 8, data, mode="val")
+    val = build_yolo_dataset(run_cfg(imgsz=IMGSZ), data["train"], 8, data, mode="val")
     for i in (0, 5, 17):
         item, ref = ds[i], val[i]  # no mosaic, no random transform left: equal to the square letterbox
         assert item["img"].shape == (3, IMGSZ, IMGSZ)
@@ -125,7 +132,7 @@ def test_close_mosaic_turns_mosaic_and_mixup_off(data):
 
 
 def test_rect_training_uses_batch_shapes_without_mosaic(data):
-    ds = build_yolo_dataset(SimpleNamespace(imgsz=IMGSZ, rect=True), data["train"], 8, data)
+    ds = build_yolo_dataset(run_cfg(imgsz=IMGSZ, rect=True), data["train"], 8, data)
     assert ds.rect and ds.transforms.transforms[0].transforms[0].p == 0.0  # mosaic off
     # training rect uses pad 0.0: shape = ceil(a * imgsz / 32) * 32
     for i in (0, 9, 127):
@@ -137,7 +144,7 @@ def test_rect_training_uses_batch_shapes_without_mosaic(data):
 
 
 def test_seeded_loader_reproducible_with_workers(data):
-    ds = build_yolo_dataset(SimpleNamespace(imgsz=160, mixup=0.5, degrees=10), data["train"], 8, data)
+    ds = build_yolo_dataset(run_cfg(imgsz=160, mixup=0.5, degrees=10), data["train"], 8, data)
     first = []
     for seed in (0, 0, 1):
         loader = build_dataloader(ds, 8, workers=2, shuffle=True, seed=seed)
@@ -153,7 +160,7 @@ def test_seeded_loader_reproducible_with_workers(data):
 
 
 def test_reset_makes_workers_see_close_mosaic(data):
-    hyp = SimpleNamespace(imgsz=160, translate=0.0, scale=0.0, fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
+    hyp = run_cfg(imgsz=160, translate=0.0, scale=0.0, fliplr=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0)
     ds = build_yolo_dataset(hyp, data["train"], 4, data)
     loader = build_dataloader(ds, 4, workers=1, shuffle=False)
     next(iter(loader))
@@ -166,12 +173,12 @@ def test_reset_makes_workers_see_close_mosaic(data):
 
 
 def test_fraction_single_cls_and_sampler(data):
-    ds = build_yolo_dataset(SimpleNamespace(imgsz=IMGSZ, fraction=0.25, single_cls=True), data["train"], 4, data)
+    ds = build_yolo_dataset(run_cfg(imgsz=IMGSZ, fraction=0.25, single_cls=True), data["train"], 4, data)
     assert len(ds) == 32
     assert all((lb["cls"] == 0).all() for lb in ds.labels) and sum(len(lb["cls"]) for lb in ds.labels) > 0
-    val = build_yolo_dataset(SimpleNamespace(imgsz=IMGSZ, fraction=0.25), data["val"], 4, data, mode="val")
+    val = build_yolo_dataset(run_cfg(imgsz=IMGSZ, fraction=0.25), data["val"], 4, data, mode="val")
     assert len(val) == 128  # fraction applies to training only
-    only = build_yolo_dataset(SimpleNamespace(imgsz=IMGSZ, classes=[0, 2]), data["val"], 4, data, mode="val")
+    only = build_yolo_dataset(run_cfg(imgsz=IMGSZ, classes=[0, 2]), data["val"], 4, data, mode="val")
     kept = np.concatenate([lb["cls"][:, 0] for lb in only.labels])
     assert set(kept.tolist()) == {0.0, 2.0}
     sampler = SequentialSampler(ds)
@@ -181,9 +188,9 @@ def test_fraction_single_cls_and_sampler(data):
 
 
 def test_cache_ram_and_disk_match_uncached(data, coco128, tmp_path):
-    cfg = SimpleNamespace(imgsz=160)
+    cfg = run_cfg(imgsz=160)
     plain = build_yolo_dataset(cfg, data["val"], 4, data, mode="val")
-    ram = build_yolo_dataset(SimpleNamespace(imgsz=160, cache="ram"), data["val"], 4, data, mode="val")
+    ram = build_yolo_dataset(run_cfg(imgsz=160, cache="ram"), data["val"], 4, data, mode="val")
     assert ram.cache_mode == "ram" and all(im is not None for im in ram.ims)
     for i in (0, 3, 77):
         torch.testing.assert_close(ram[i]["img"], plain[i]["img"], atol=0, rtol=0)
@@ -193,18 +200,18 @@ def test_cache_ram_and_disk_match_uncached(data, coco128, tmp_path):
     for f in sorted((coco128 / "images" / "val2017").glob("*.jpg"))[:4]:
         shutil.copy2(f, root / "images" / "val")
         shutil.copy2(coco128 / "labels" / "val2017" / f.with_suffix(".txt").name, root / "labels" / "val")
-    disk = build_yolo_dataset(SimpleNamespace(imgsz=160, cache="disk"), str(root / "images" / "val"), 4, data,
+    disk = build_yolo_dataset(run_cfg(imgsz=160, cache="disk"), str(root / "images" / "val"), 4, data,
                               mode="val")
     assert disk.cache_mode == "disk" and len(list((root / "images" / "val").glob("*.npy"))) == 4
     for i in range(4):
         j = plain.im_files.index(str(coco128 / "images" / "val2017" / Path(disk.im_files[i]).name))
         torch.testing.assert_close(disk[i]["img"], plain[j]["img"], atol=0, rtol=0)
-    ro = build_yolo_dataset(SimpleNamespace(imgsz=160, cache="disk"), data["val"], 4, data, mode="val")
+    ro = build_yolo_dataset(run_cfg(imgsz=160, cache="disk"), data["val"], 4, data, mode="val")
     assert ro.cache_mode is None  # the shared dataset is read-only: no .npy written there
 
 
 def test_plots(data, tmp_path):
-    ds = build_yolo_dataset(SimpleNamespace(imgsz=160), data["train"], 4, data)
+    ds = build_yolo_dataset(run_cfg(imgsz=160), data["train"], 4, data)
     batch = ds.collate_fn([ds[i] for i in range(6)])
     f = plot_images(batch, tmp_path / "train_batch0.jpg", names=data["names"])
     im = cv2.imread(str(f))

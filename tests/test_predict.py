@@ -195,7 +195,8 @@ def test_nms_thresholds_classes_and_scaling_back(fake):
     cx, cy, w, h = r.boxes.xywh[0].tolist()
     gain = 0.25
     assert abs(cx - 320) <= 0.5 / gain and abs(cy - 213) <= 0.5 / gain + 0.5
-    assert w == pytest.approx(80 / gain) and h == pytest.approx(64 / gain)
+    # per axis the letterbox's own rounding is undone (SPEC §6): 640 → 160 exactly, 426 → round(106.5) = 106 rows
+    assert w == pytest.approx(80 / (160 / 640)) and h == pytest.approx(64 / (106 / 426))
     assert len(predict(fake, img, imgsz=160, conf=0.1, verbose=False)[0]) == 3
     assert predict(fake, img, imgsz=160, classes=[2], verbose=False)[0].boxes.cls.tolist() == [2.0]
     assert predict(fake, img, imgsz=160, classes=0, conf=0.1, verbose=False)[0].boxes.cls.tolist() == [0.0]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import random
 from multiprocessing.pool import ThreadPool
 from pathlib import Path
 from typing import Any
@@ -12,16 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ultralytics.data.augment import Compose, resolve_hyp, train_transforms, val_transforms
+from ultralytics.data.augment import AugmentParams, Compose, train_transforms, val_transforms
 from ultralytics.data.cache import CACHE_VERSION, files_hash, load_cache, save_cache
-from ultralytics.data.utils import (
-    format_message,
-    get_image_files,
-    img2label_paths,
-    imread,
-    is_dir_writeable,
-    verify_image_label,
-)
+from ultralytics.data.utils import (format_message, get_image_files, img2label_paths, imread, is_dir_writeable,
+                                    verify_image_label)
 from ultralytics.utils import LOGGER
 from ultralytics.utils.ops import xywhn2xyxy
 
@@ -41,22 +37,32 @@ def _mem_available() -> int | None:
     return None
 
 
+def resized_size(h0: int, w0: int, imgsz: int) -> tuple[int, int]:
+    """(h, w) of an image whose long side is resized to `imgsz`: each side scaled by imgsz / long side and rounded
+    up, at most imgsz (the published dataset's rule; rounding up keeps a thin side from collapsing to 0)."""
+    gain = imgsz / max(h0, w0)
+    return min(math.ceil(h0 * gain), imgsz), min(math.ceil(w0 * gain), imgsz)
+
+
 class YOLODataset(Dataset):
     """Detection dataset over a folder / list / .txt of images with YOLO-format labels (SPEC §8).
 
-    Items are dicts (see augment.Format); `collate_fn` builds the batch dict of the contract. Hyperparameters
-    come from `hyp` (any object with the data keys; SPEC §4 defaults fill the gaps).
+    Items are dicts (see augment.Format); `collate_fn` builds the batch dict of the contract. `hyp` holds the
+    augmentation parameters (default.yaml values when None); the transforms draw from `self.rng` (see `reseed`).
     """
 
     def __init__(self, img_path: str | Path | list, imgsz: int = 640, cache: bool | str = False,
-                 augment: bool = True, hyp: Any = None, prefix: str = "", rect: bool = False, batch_size: int = 16,
-                 stride: int = 32, pad: float = 0.5, single_cls: bool = False, classes: list[int] | None = None,
-                 fraction: float = 1.0, data: dict | None = None):
+                 augment: bool = True, hyp: AugmentParams | None = None, prefix: str = "", rect: bool = False,
+                 batch_size: int = 16, stride: int = 32, pad: float = 0.5, single_cls: bool = False,
+                 classes: list[int] | None = None, fraction: float = 1.0, data: dict | None = None):
         super().__init__()
         imgsz = max(imgsz) if isinstance(imgsz, (list, tuple)) else imgsz
         self.imgsz, self.augment, self.rect, self.stride, self.pad = int(imgsz), augment, rect, stride, pad
         self.batch_size, self.prefix, self.data = batch_size, prefix, data or {}
-        self.hyp = resolve_hyp(hyp)
+        if hyp is not None and not isinstance(hyp, AugmentParams):
+            raise TypeError(f"hyp must be an AugmentParams (AugmentParams.from_cfg(cfg)), got {type(hyp).__name__}")
+        self.hyp = hyp if hyp is not None else AugmentParams()
+        self.rng = random.Random(0)  # shared by every random transform; reseeded per worker/epoch by the loader
         names = self.data.get("names")
         self.nc = len(names) if names else 2**31 - 1  # without names no class-range check is possible
         root = self.data.get("path")
@@ -163,25 +169,30 @@ class YOLODataset(Dataset):
                 lb["cls"][:] = 0
 
     def _set_rectangle(self) -> None:
-        """Sort images by aspect ratio (h/w) and give each batch the shape ceil(a·imgsz/stride + pad)·stride."""
-        n = len(self.labels)
-        bi = np.arange(n) // self.batch_size
-        nb = int(bi[-1]) + 1
-        hw = np.array([lb["shape"] for lb in self.labels], dtype=np.float64)
-        ar = hw[:, 0] / hw[:, 1]
-        order = ar.argsort(kind="stable")
+        """Rectangular batches (SPEC §6): images ordered by aspect ratio h/w, consecutive `batch_size` images form a
+        batch, and each batch's input shape fits its most extreme aspect with the long side at imgsz.
+
+        The order is numpy's default argsort of h/w, as the published dataset sorts (images of equal aspect are
+        therefore not kept in file order), so that the same images share a batch shape here and there.
+        """
+        sizes = np.array([lb["shape"] for lb in self.labels], dtype=np.float64)  # (n, 2) original h, w
+        order = np.argsort(sizes[:, 0] / sizes[:, 1])
         self.im_files = [self.im_files[i] for i in order]
         self.labels = [self.labels[i] for i in order]
-        ar = ar[order]
-        shapes = np.ones((nb, 2))
-        for b in range(nb):
-            a = ar[bi == b]
-            if a.max() < 1:  # wide images: height set by the tallest of them, so all fit
-                shapes[b] = [a.max(), 1]
-            elif a.min() > 1:  # tall images: width set by the widest of them
-                shapes[b] = [1, 1 / a.min()]
-        self.batch = bi
-        self.batch_shapes = (np.ceil(shapes * self.imgsz / self.stride + self.pad).astype(int) * self.stride)
+        aspect = sizes[order, 0] / sizes[order, 1]
+        self.batch = np.arange(len(order)) // self.batch_size
+        self.batch_shapes = np.stack([self._batch_shape(aspect[self.batch == b]) for b in range(self.batch[-1] + 1)])
+
+    def _batch_shape(self, aspect: np.ndarray) -> np.ndarray:
+        """(h, w) input of a batch with these h/w aspects: the long side is imgsz for the most extreme image (all
+        wide: the tallest sets h; all tall: the widest sets w; mixed: square), plus `pad` strides, in strides."""
+        if aspect.max() < 1:
+            relative = np.array([aspect.max(), 1.0])
+        elif aspect.min() > 1:
+            relative = np.array([1.0, 1.0 / aspect.min()])
+        else:
+            relative = np.ones(2)
+        return np.ceil(relative * self.imgsz / self.stride + self.pad).astype(int) * self.stride
 
     # ---------------------------------------------------------------------------------------------------- images
     def _npy_file(self, i: int) -> Path:
@@ -236,36 +247,42 @@ class YOLODataset(Dataset):
         if im is None:
             im = imread(self.im_files[i], self.labels[i]["shape"])
         h0, w0 = im.shape[:2]
-        r = self.imgsz / max(h0, w0)
-        if r != 1:
-            w, h = min(self.imgsz, max(1, round(w0 * r))), min(self.imgsz, max(1, round(h0 * r)))
+        h, w = resized_size(h0, w0, self.imgsz)
+        if (h, w) != (h0, w0):
             im = cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR)
-        return im, (h0, w0), im.shape[:2]
+        return im, (h0, w0), (h, w)
 
     def get_image_and_label(self, i: int) -> dict:
         """Labels dict of image i before augmentation: resized image, boxes as pixel xyxy on it."""
         lb = self.labels[i]
         img, (h0, w0), (h, w) = self.load_image(i)
-        gain = max(h, w) / max(h0, w0)
         out = {
             "im_file": lb["im_file"], "img": img, "cls": lb["cls"].copy(),
             "bboxes": xywhn2xyxy(lb["bboxes"].copy(), w=w, h=h).astype(np.float32),
-            "ori_shape": (h0, w0), "resized_shape": (h, w), "ratio_pad": ((gain, gain), (0, 0)),
+            "ori_shape": (h0, w0), "resized_shape": (h, w), "ratio_pad": ((h / h0, w / w0), (0, 0)),
         }
         if self.rect:
             out["rect_shape"] = tuple(int(v) for v in self.batch_shapes[self.batch[i]])
         return out
 
     # ---------------------------------------------------------------------------------------------------- pipeline
-    def build_transforms(self, hyp: Any) -> Compose:
+    def build_transforms(self, hyp: AugmentParams) -> Compose:
         """Training pipeline when augmenting, else the validation letterbox."""
         if self.augment:
-            return train_transforms(self, self.imgsz, hyp, rect=self.rect)
+            return train_transforms(self, self.imgsz, hyp, rect=self.rect, rng=self.rng)
         return val_transforms(self.imgsz)
 
-    def close_mosaic(self, hyp: Any = None) -> None:
-        """Turn mosaic and mixup off (last epochs). Call the loader's `reset()` afterwards so workers see it."""
-        self.hyp = resolve_hyp(hyp if hyp is not None else self.hyp, mosaic=0.0, mixup=0.0)
+    def reseed(self, seed: int) -> None:
+        """Restart the augmentation generator from `seed`."""
+        self.rng.seed(seed)
+
+    def close_mosaic(self, hyp: AugmentParams | Any = None) -> None:
+        """Turn mosaic and mixup off (last epochs). Call the loader's `reset()` afterwards so workers see it.
+
+        `hyp` (AugmentParams or a run config) replaces the other parameters; by default they stay as they are.
+        """
+        base = self.hyp if hyp is None else hyp if isinstance(hyp, AugmentParams) else AugmentParams.from_cfg(hyp)
+        self.hyp = base.without_mosaic()
         self.transforms = self.build_transforms(self.hyp)
 
     def label_arrays(self) -> tuple[np.ndarray, np.ndarray]:

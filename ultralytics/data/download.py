@@ -9,12 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ultralytics.data.synthetic import generate_shapes
+from ultralytics.errors import DatasetError
 from ultralytics.utils import LOGGER
 
 
 def _generate_shapes(root: Path) -> None:
-    from ultralytics.data.synthetic import generate_shapes
-
     generate_shapes(root)
 
 
@@ -29,7 +29,7 @@ def safe_unzip(zip_file: Path, dest: Path) -> None:
         for member in zf.namelist():
             target = (dest / member).resolve()
             if target != dest and dest not in target.parents:
-                raise ValueError(f"unsafe path {member!r} in {zip_file}; refusing to extract")
+                raise DatasetError(f"unsafe path {member!r} in {zip_file}; refusing to extract")
         zf.extractall(dest)
 
 
@@ -56,7 +56,7 @@ def _entries(download: Any) -> list[tuple[str, str]]:
         elif isinstance(it, dict) and isinstance(it.get("url"), str):
             out.append((it["url"], str(it.get("dir", ""))))
         else:
-            raise ValueError(f"unsupported 'download' entry {it!r}: use a URL string or a mapping with 'url' (and 'dir')")
+            raise DatasetError(f"unsupported 'download' entry {it!r}: use a URL string or a mapping with 'url' (and 'dir')")
     return out
 
 
@@ -70,7 +70,7 @@ def run_download(download: Any, root: Path, datasets_dir: Path) -> None:
     if isinstance(download, str) and download.startswith("builtin:"):
         name = download.split(":", 1)[1].strip()
         if name not in BUILTIN_DATASETS:
-            raise ValueError(f"unknown builtin dataset {name!r}; known: {sorted(BUILTIN_DATASETS)}")
+            raise DatasetError(f"unknown builtin dataset {name!r}; known: {sorted(BUILTIN_DATASETS)}")
         LOGGER.info(f"Generating the builtin '{name}' dataset into {root} ...")
         BUILTIN_DATASETS[name](root)
         return

@@ -28,6 +28,7 @@ import torch
 from PIL import Image
 
 from ultralytics.data.utils import IMG_FORMATS, imread
+from ultralytics.errors import ConfigError, MissingFileError, SourceError
 from ultralytics.utils import LOGGER
 
 VID_FORMATS = {"asf", "avi", "gif", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "ts", "wmv", "webm"}
@@ -87,7 +88,7 @@ def to_bgr(im: np.ndarray | Image.Image) -> np.ndarray:
     if im.ndim == 3 and im.shape[2] == 1:
         im = im[..., 0]
     if im.ndim not in (2, 3) or (im.ndim == 3 and im.shape[2] not in (3, 4)) or min(im.shape[:2]) < 1:
-        raise ValueError(f"numpy image source must be (H, W), (H, W, 3) BGR or (H, W, 4) BGRA, got shape {im.shape}")
+        raise SourceError(f"numpy image source must be (H, W), (H, W, 3) BGR or (H, W, 4) BGRA, got shape {im.shape}")
     if im.dtype != np.uint8:
         if np.issubdtype(im.dtype, np.floating) and im.size and float(np.nanmax(im)) <= 1.0:
             im = im * 255.0  # float images in [0, 1]
@@ -104,7 +105,7 @@ def tensor_images(t: torch.Tensor) -> list[torch.Tensor]:
     if t.dim() == 3:
         t = t.unsqueeze(0)
     if t.dim() != 4 or t.shape[1] != 3:
-        raise ValueError(f"tensor source must be (B, 3, H, W) or (3, H, W) RGB, got shape {tuple(t.shape)}")
+        raise SourceError(f"tensor source must be (B, 3, H, W) or (3, H, W) RGB, got shape {tuple(t.shape)}")
     t = t.detach().float()
     if t.numel() and float(t.max()) > 1.0 + 1e-6:
         LOGGER.warning(f"WARNING ⚠️ tensor source has values up to {float(t.max()):.1f}; expected floats in "
@@ -127,7 +128,7 @@ def _file_entry(path: str, explicit: bool) -> _Entry | None:
     if ext in VID_FORMATS:
         return _Entry("video", path, explicit=explicit)
     if explicit:
-        raise ValueError(f"unsupported file type '.{ext}' for source '{path}'; "
+        raise SourceError(f"unsupported file type '.{ext}' for source '{path}'; "
                          f"supported types are {_supported_types()}")
     return None
 
@@ -136,7 +137,7 @@ def _expand_glob(pattern: str) -> list[_Entry]:
     files = sorted(f for f in glob.glob(pattern, recursive=True) if os.path.isfile(f))
     entries = [e for e in (_file_entry(f, explicit=False) for f in files) if e is not None]
     if not entries:
-        raise FileNotFoundError(f"glob '{pattern}' matched no images or videos ({_supported_types()})")
+        raise MissingFileError(f"glob '{pattern}' matched no images or videos ({_supported_types()})")
     return entries
 
 
@@ -144,7 +145,7 @@ def _expand_dir(folder: Path) -> list[_Entry]:
     files = sorted(str(f) for f in folder.iterdir() if f.is_file())
     entries = [e for e in (_file_entry(f, explicit=False) for f in files) if e is not None]
     if not entries:
-        raise FileNotFoundError(f"folder '{folder}' holds no images or videos ({_supported_types()})")
+        raise MissingFileError(f"folder '{folder}' holds no images or videos ({_supported_types()})")
     return entries
 
 
@@ -162,14 +163,14 @@ def _expand_txt(txt: Path) -> list[_Entry]:
             e.explicit = False  # ... but an unreadable one is skipped, as in a folder
         entries.extend(found)
     if not entries:
-        raise FileNotFoundError(f"source list '{txt}' names no images or videos")
+        raise MissingFileError(f"source list '{txt}' names no images or videos")
     return entries
 
 
 def _resolve_path(source: str, explicit: bool = True) -> list[_Entry]:
     low = source.lower()
     if low.startswith(("http://", "https://", "rtsp://", "rtmp://", "tcp://")) or source.isnumeric():
-        raise ValueError(f"source '{source}': URLs, streams and webcams are not supported in this release; "
+        raise SourceError(f"source '{source}': URLs, streams and webcams are not supported in this release; "
                          f"supported sources are {SUPPORTED_SOURCES}")
     p = Path(source).expanduser()
     if p.is_dir():
@@ -181,14 +182,14 @@ def _resolve_path(source: str, explicit: bool = True) -> list[_Entry]:
         return [entry] if entry else []
     if any(c in source for c in "*?["):
         return _expand_glob(str(p))
-    raise FileNotFoundError(f"source '{source}' does not exist (expected an image or video file, a folder, a glob "
+    raise MissingFileError(f"source '{source}' does not exist (expected an image or video file, a folder, a glob "
                             "or a .txt list of paths)")
 
 
 def resolve_source(source: Any) -> list[_Entry]:
     """Flatten a source (or a list of sources) into entries; missing paths raise FileNotFoundError naming them."""
     if source is None:
-        raise ValueError(f"no source given; pass one of: {SUPPORTED_SOURCES}")
+        raise SourceError(f"no source given; pass one of: {SUPPORTED_SOURCES}")
     if isinstance(source, (list, tuple)):
         entries: list[_Entry] = []
         for s in source:
@@ -213,7 +214,7 @@ class InferenceSource:
 
     def __init__(self, source: Any, vid_stride: int = 1):
         if int(vid_stride) < 1:
-            raise ValueError(f"vid_stride={vid_stride} must be an int >= 1")
+            raise ConfigError(f"vid_stride={vid_stride} must be an int >= 1")
         self.vid_stride = int(vid_stride)
         self.entries = resolve_source(source)
         self.skipped: list[str] = []

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from ultralytics.data.download import run_download
+from ultralytics.errors import DatasetError, MissingFileError
 from ultralytics.utils import CFG_DIR, LOGGER, SETTINGS, yaml_load
 
 IMG_FORMATS = {"jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp"}
@@ -50,7 +52,7 @@ def get_image_files(path: str | Path | list, root: str | Path | None = None) -> 
         if p.is_dir():
             found = [str(f) for f in p.rglob("*") if f.is_file() and is_image_file(f)]
             if not found:
-                raise FileNotFoundError(f"no images found in directory {p} (accepted types: {sorted(IMG_FORMATS)})")
+                raise MissingFileError(f"no images found in directory {p} (accepted types: {sorted(IMG_FORMATS)})")
             files += found
         elif p.is_file() and p.suffix.lower() == ".txt":
             base = Path(root) if root is not None else p.parent
@@ -58,12 +60,12 @@ def get_image_files(path: str | Path | list, root: str | Path | None = None) -> 
             found = [str(Path(ln) if Path(ln).is_absolute() else (base / ln)) for ln in lines if ln]
             found = [os.path.normpath(f) for f in found if is_image_file(f)]
             if not found:
-                raise FileNotFoundError(f"image list {p} names no images (accepted types: {sorted(IMG_FORMATS)})")
+                raise MissingFileError(f"image list {p} names no images (accepted types: {sorted(IMG_FORMATS)})")
             files += found
         elif p.is_file() and is_image_file(p):
             files.append(str(p))
         else:
-            raise FileNotFoundError(f"image source {p} does not exist (expected a folder, a .txt list or an image)")
+            raise MissingFileError(f"image source {p} does not exist (expected a folder, a .txt list or an image)")
     return sorted(set(files))
 
 
@@ -238,14 +240,14 @@ def find_dataset_yaml(data: str | Path) -> Path:
     """Locate a dataset yaml: an existing path, else a packaged yaml by bare name (e.g. `coco128.yaml`)."""
     p = Path(data)
     if p.suffix.lower() not in {".yaml", ".yml"}:
-        raise ValueError(f"dataset {str(data)!r} is not a .yaml file; pass a dataset yaml such as coco128.yaml")
+        raise DatasetError(f"dataset {str(data)!r} is not a .yaml file; pass a dataset yaml such as coco128.yaml")
     if p.is_file():
         return p.resolve()
     packaged = DATASETS_CFG_DIR / p.name
     if not p.is_absolute() and len(p.parts) == 1 and packaged.is_file():
         return packaged
     known = ", ".join(sorted(f.name for f in DATASETS_CFG_DIR.glob("*.yaml")))
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"dataset yaml {str(data)!r} not found (looked at {p.resolve()} and in the packaged datasets "
         f"{DATASETS_CFG_DIR}). Pass the path of an existing dataset yaml, or one of the packaged names: {known}"
     )
@@ -272,19 +274,19 @@ def normalise_names(names: Any, yaml_name: str) -> dict[int, str]:
         try:
             out = {int(k): str(v) for k, v in names.items()}
         except (TypeError, ValueError):
-            raise ValueError(f"{yaml_name}: 'names' keys must be integer class ids, got {list(names)[:5]}") from None
+            raise DatasetError(f"{yaml_name}: 'names' keys must be integer class ids, got {list(names)[:5]}") from None
         missing = sorted(set(range(len(out))) - set(out))
         if missing:
-            raise ValueError(f"{yaml_name}: 'names' ids must run 0..{len(out) - 1} without gaps; missing {missing[:10]}")
+            raise DatasetError(f"{yaml_name}: 'names' ids must run 0..{len(out) - 1} without gaps; missing {missing[:10]}")
         return dict(sorted(out.items()))
-    raise ValueError(f"{yaml_name}: 'names' must be a list or an {{id: name}} mapping, got {type(names).__name__}")
+    raise DatasetError(f"{yaml_name}: 'names' must be a list or an {{id: name}} mapping, got {type(names).__name__}")
 
 
 def load_dataset_yaml(yaml_file: Path) -> dict:
     """Read a dataset yaml safely; a missing `names` key is an error naming the file and the fix."""
     data = yaml_load(yaml_file)
     if "names" not in data:
-        raise ValueError(
+        raise DatasetError(
             f"dataset yaml {yaml_file} has no 'names' key: add the class names, e.g.\n"
             f"names:\n  0: person\n  1: car\n(or a list: names: [person, car])"
         )
@@ -317,25 +319,23 @@ def check_det_dataset(data: str | Path | dict, autodownload: bool = True) -> dic
     yaml_file: str, download}. When train/val are missing it runs `download` (zip URL or `builtin:<name>`)
     if `autodownload`, and raises one FileNotFoundError saying where it looked and how to provide the data.
     """
-    from ultralytics.data.download import run_download
-
     if isinstance(data, dict):
         yaml_file, raw = None, dict(data)
         yaml_name = "dataset dict"
         if "names" not in raw:
-            raise ValueError("dataset dict has no 'names' key: add the class names as a list or {id: name} mapping")
+            raise DatasetError("dataset dict has no 'names' key: add the class names as a list or {id: name} mapping")
     else:
         yaml_file = find_dataset_yaml(data)
         raw = load_dataset_yaml(yaml_file)
         yaml_name = str(yaml_file)
     names = normalise_names(raw["names"], yaml_name)
     if not names:
-        raise ValueError(f"{yaml_name}: 'names' is empty; list at least one class")
+        raise DatasetError(f"{yaml_name}: 'names' is empty; list at least one class")
     if "nc" in raw and raw["nc"] is not None and int(raw["nc"]) != len(names):
-        raise ValueError(f"{yaml_name}: nc={raw['nc']} but 'names' has {len(names)} entries; make them agree or drop nc")
+        raise DatasetError(f"{yaml_name}: nc={raw['nc']} but 'names' has {len(names)} entries; make them agree or drop nc")
     for key in ("train", "val"):
         if not raw.get(key):
-            raise ValueError(f"{yaml_name}: missing '{key}' key (a folder of images, a list of folders or a .txt list)")
+            raise DatasetError(f"{yaml_name}: missing '{key}' key (a folder of images, a list of folders or a .txt list)")
     root = resolve_dataset_root(raw.get("path"), yaml_file)
     out: dict[str, Any] = {k: v for k, v in raw.items() if k not in {"path", "train", "val", "test", "names", "nc"}}
     out.update(path=root, names=names, nc=len(names), yaml_file=str(yaml_file) if yaml_file else None)
@@ -358,7 +358,7 @@ def check_det_dataset(data: str | Path | dict, autodownload: bool = True) -> dic
                 if download and autodownload
                 else ("autodownload is off. " if download else "the yaml has no 'download' key. ")
             )
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"dataset {yaml_name}: images not found at {', '.join(missing)} (dataset root {root}); {tried}"
                 f"Provide the data: put the dataset under {root}, or set an absolute 'path:' in the yaml, or point "
                 f"datasets_dir elsewhere with `yolo settings datasets_dir=/your/datasets`. "

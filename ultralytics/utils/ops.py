@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -67,23 +68,52 @@ def clip_boxes(boxes, shape: tuple[int, int]):
     return boxes
 
 
-def scale_boxes(img1_shape, boxes, img0_shape, ratio_pad=None, padding: bool = True):
-    """Map xyxy boxes from a letterboxed image of shape img1_shape back to the original img0_shape.
+@dataclass(frozen=True)
+class LetterboxLayout:
+    """Where a resized image sits in a letterboxed one."""
 
-    ratio_pad is ((gain_h, gain_w), (pad_w, pad_h)) as recorded by the letterbox; without it the
-    gain and centred padding are recomputed from the two shapes.
+    gain: float  # resize factor
+    size: tuple[int, int]  # (h, w) after resizing
+    pad: tuple[int, int, int, int]  # grey pixels added: top, bottom, left, right
+
+
+def letterbox_layout(hw: tuple[int, int], new_shape: tuple[int, int], auto: bool = False, scaleup: bool = True,
+                     center: bool = True, stride: int = 32) -> LetterboxLayout:
+    """Fit an (h, w) image into `new_shape` (h, w) keeping its aspect ratio.
+
+    auto=True pads only up to the next multiple of `stride`; scaleup=False never enlarges; center=False puts all
+    padding right and bottom (centred padding gives the extra odd pixel to the right/bottom).
     """
-    if ratio_pad is None:
-        gain = min(img1_shape[0] / img0_shape[0], img1_shape[1] / img0_shape[1])
-        pad_w = round((img1_shape[1] - img0_shape[1] * gain) / 2 - 0.1)
-        pad_h = round((img1_shape[0] - img0_shape[0] * gain) / 2 - 0.1)
-    else:
-        gain = ratio_pad[0][0]
-        pad_w, pad_h = ratio_pad[1]
+    (h, w), (new_h, new_w) = hw, new_shape
+    gain = min(new_h / h, new_w / w)
+    if not scaleup:
+        gain = min(gain, 1.0)
+    rh, rw = max(1, round(h * gain)), max(1, round(w * gain))
+    extra_h, extra_w = new_h - rh, new_w - rw
+    if auto:
+        extra_h, extra_w = extra_h % stride, extra_w % stride
+    top, left = (extra_h // 2, extra_w // 2) if center else (0, 0)
+    return LetterboxLayout(gain, (rh, rw), (top, extra_h - top, left, extra_w - left))
+
+
+def scale_boxes(img1_shape, boxes, img0_shape, ratio_pad=None, padding: bool = True):
+    """Map xyxy boxes (in place) from a letterboxed image of shape img1_shape back to the original img0_shape and
+    clip them to it.
+
+    ratio_pad is ((gain_h, gain_w), (pad_w, pad_h)) as the letterbox recorded it; without it the geometry is
+    rebuilt from the two shapes by `letterbox_layout`, the function the letterbox itself uses (centred, SPEC §6:
+    resized sides rounded, per-axis gain = resized / original, pad = round((input − resized) / 2 − 0.1)). x is
+    divided by the width gain and y by the height gain.
+    """
+    if ratio_pad is None:  # the letterbox that made img1_shape from img0_shape, by the same function
+        layout = letterbox_layout(tuple(img0_shape[:2]), tuple(img1_shape[:2]))
+        ratio_pad = ((layout.size[0] / img0_shape[0], layout.size[1] / img0_shape[1]), (layout.pad[2], layout.pad[0]))
+    (gain_h, gain_w), (pad_w, pad_h) = ratio_pad
     if padding:
         boxes[..., [0, 2]] -= pad_w
         boxes[..., [1, 3]] -= pad_h
-    boxes[..., :4] /= gain
+    boxes[..., [0, 2]] /= gain_w
+    boxes[..., [1, 3]] /= gain_h
     return clip_boxes(boxes, img0_shape)
 
 
