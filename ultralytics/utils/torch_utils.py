@@ -1,11 +1,13 @@
-"""Torch helpers: FLOPs and model summaries, Conv+BN fusion, EMA, device selection and seeding."""
+"""Torch helpers: FLOP counts and model summaries, Conv+BN folding, the weight EMA, device choice and seeding."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import random
 import re
+from collections.abc import Iterable, Iterator
 from copy import deepcopy
 
 import numpy as np
@@ -13,130 +15,164 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ultralytics.errors import ConfigError
 from ultralytics.utils import LOGGER
 
-
-def _sdpa_cpu_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    """FLOPs of CPU fused attention: the same two batched matmuls as the CUDA kernels (QKᵀ and AV)."""
-    b, h, lq, d = query_shape
-    _, _, lk, dv = value_shape
-    return 2 * b * h * lq * lk * d + 2 * b * h * lq * lk * dv
+EMA_DECAY = 0.9999  # SPEC §4: decay(updates) = 0.9999 · (1 − e^(−updates/2000))
+EMA_TAU = 2000.0
 
 
-def _flop_mapping() -> dict:
-    """Extra FLOP formulas for ops torch.utils.flop_counter does not know (CPU flash attention)."""
-    mapping = {}
+# ----------------------------------------------------------------------------------------------- FLOPs, summaries
+def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """CPU fused attention counted like the CUDA kernels: the two batched matmuls Q·Kᵀ and A·V."""
+    batch, heads, n_query, qk_dim = query_shape
+    n_key, v_dim = value_shape[2], value_shape[3]
+    return 2 * batch * heads * n_query * n_key * (qk_dim + v_dim)
+
+
+def _extra_flop_formulas() -> dict:
+    """FLOP formulas for ops torch.utils.flop_counter has none for (CPU flash attention, where torch has it)."""
     op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    if op is not None:
-        mapping[op] = _sdpa_cpu_flop
-    return mapping
+    return {op: _cpu_attention_flops} if op is not None else {}
 
 
 def get_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, ch: int | None = None) -> float:
-    """GFLOPs of one forward pass at imgsz (batch 1), counted by torch.utils.flop_counter.
+    """GFLOPs of one eval-mode forward pass of a batch of one (h, w) = imgsz image.
 
-    Counts every matmul-like op: convolutions and linears as the published counter does, and also
-    BRA's routing and attention matmuls (which the published conv/linear-only count misses).
+    Every matmul-like op counts (convolutions, linears and BRA's routing/attention matmuls), as 2 FLOPs
+    per multiply-accumulate.
     """
-    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
-    p = next(model.parameters())
-    ch = ch or getattr(model, "yaml", {}).get("ch", 3)
-    x = torch.zeros(1, ch, h, w, device=p.device, dtype=p.dtype)
-    was_training = model.training
+    height, width = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    channels = ch or getattr(model, "yaml", {}).get("ch", 3)
+    ref = next(model.parameters())
+    image = torch.zeros(1, channels, height, width, device=ref.device, dtype=ref.dtype)
+    mode = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_flop_mapping()) as counter:
-            model(x)
+        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas()) as counter:
+            model(image)
     finally:
-        model.train(was_training)
+        model.train(mode)
     return counter.get_total_flops() / 1e9
 
 
+def _log_parameter_table(model: nn.Module) -> None:
+    """One log line per parameter tensor: index, name, trainable, size, shape, mean, std."""
+    LOGGER.info(f"{'#':>5} {'tensor':<44} {'trainable':>9} {'size':>12} {'shape':>20} {'mean':>10} {'std':>10}")
+    for index, (name, tensor) in enumerate(model.named_parameters()):
+        std = tensor.std() if tensor.numel() > 1 else 0.0
+        LOGGER.info(f"{index:>5} {name:<44} {str(tensor.requires_grad):>9} {tensor.numel():>12,} "
+                    f"{str(tuple(tensor.shape)):>20} {tensor.mean():>10.3g} {std:>10.3g}")
+
+
 def model_info(model: nn.Module, detailed: bool = False, verbose: bool = True, imgsz: int = 640) -> tuple:
-    """Print and return (layers, parameters, gradients, GFLOPs)."""
-    n_p = sum(p.numel() for p in model.parameters())
-    n_g = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    n_l = len(list(model.modules()))
+    """(modules, parameters, trainable parameters, GFLOPs at imgsz); logs a one-line summary when verbose."""
+    tensors = list(model.parameters())
+    n_params = sum(t.numel() for t in tensors)
+    n_trainable = sum(t.numel() for t in tensors if t.requires_grad)
+    n_modules = sum(1 for _ in model.modules())
     if detailed:
-        LOGGER.info(f"{'layer':>5} {'name':>40} {'gradient':>9} {'parameters':>12} {'shape':>20} {'mu':>10} {'sigma':>10}")
-        for i, (name, p) in enumerate(model.named_parameters()):
-            LOGGER.info(f"{i:5g} {name:>40} {str(p.requires_grad):>9} {p.numel():12g} {str(list(p.shape)):>20} "
-                        f"{p.mean():10.3g} {p.std() if p.numel() > 1 else 0:10.3g}")
+        _log_parameter_table(model)
     try:
-        flops = get_flops(model, imgsz)
+        gflops = get_flops(model, imgsz)
     except Exception as e:  # a summary must never break model construction
         LOGGER.warning(f"WARNING ⚠️ FLOPs not computed: {e}")
-        flops = 0.0
-    name = model_display_name(model)
-    fused = " (fused)" if getattr(model, "is_fused", lambda: False)() else ""
+        gflops = 0.0
     if verbose:
-        LOGGER.info(f"{name} summary{fused}: {n_l:,} layers, {n_p:,} parameters, {n_g:,} gradients, "
-                    f"{flops:,.1f} GFLOPs")
-    return n_l, n_p, n_g, flops
+        fused = " (fused)" if getattr(model, "is_fused", lambda: False)() else ""
+        LOGGER.info(f"{model_display_name(model)} summary{fused}: {n_modules:,} layers, {n_params:,} parameters, "
+                    f"{n_trainable:,} gradients, {gflops:,.1f} GFLOPs")
+    return n_modules, n_params, n_trainable, gflops
 
 
 def model_display_name(model: nn.Module) -> str:
-    """'YOLOv8n', 'YOLOv8n_BiFormer' ... from the model's yaml file name and scale."""
-    d = getattr(model, "yaml", None) or {}
-    stem = os.path.splitext(os.path.basename(str(d.get("yaml_file", "model"))))[0]
-    scale = d.get("scale", "")
-    m = re.match(r"yolov(\d+)([nslmx]?)(.*)", stem)
-    if not m:
+    """'YOLOv8n', 'YOLOv8s_BiFormer' ... from the model's yaml file name (and its scale when the name has none)."""
+    cfg = getattr(model, "yaml", None) or {}
+    stem = os.path.splitext(os.path.basename(str(cfg.get("yaml_file", "model"))))[0]
+    parts = re.match(r"yolov(\d+)([nslmx]?)(.*)", stem)
+    if parts is None:
         return stem
-    return f"YOLOv{m.group(1)}{m.group(2) or scale}{m.group(3)}"
+    version, scale, rest = parts.groups()
+    return f"YOLOv{version}{scale or cfg.get('scale', '')}{rest}"
 
 
+# ----------------------------------------------------------------------------------------------- layers and wrappers
 @torch.no_grad()
 def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A Conv2d (with bias) computing bn(conv(x)) for a BatchNorm in eval mode."""
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=conv.kernel_size, stride=conv.stride,
-                      padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
-    fused = fused.requires_grad_(False).to(conv.weight.device)
-    scale = bn.weight.div(torch.sqrt(bn.running_var + bn.eps))
-    fused.weight.copy_((conv.weight * scale.view(-1, 1, 1, 1)).to(fused.weight.dtype))
+    """A biased Conv2d (no gradients) computing bn(conv(x)) for `bn` in eval mode.
+
+    With g = γ / √(σ² + ε): weight = w·g per output channel, bias = (b − μ)·g + β.
+    """
+    gain = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-    fused.bias.copy_(((conv_bias - bn.running_mean) * scale + bn.bias).to(fused.bias.dtype))
-    return fused
+    folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                       padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
+                       padding_mode=conv.padding_mode)
+    folded.requires_grad_(False).to(conv.weight.device)
+    folded.weight.copy_(conv.weight * gain[:, None, None, None])
+    folded.bias.copy_((conv_bias - bn.running_mean) * gain + bn.bias)
+    return folded
 
 
 def de_parallel(model: nn.Module) -> nn.Module:
-    """The underlying model of a DataParallel/DistributedDataParallel wrapper."""
-    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
+    """The wrapped model of a DataParallel / DistributedDataParallel, else the model itself."""
+    wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    return model.module if isinstance(model, wrappers) else model
+
+
+# ----------------------------------------------------------------------------------------------- EMA
+def ema_decay(updates: int, decay: float = EMA_DECAY, tau: float = EMA_TAU) -> float:
+    """Weight the average keeps at its `updates`-th update: decay · (1 − exp(−updates / tau)), rising from 0."""
+    return decay * (1 - math.exp(-updates / tau))
+
+
+def _tracked_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """The named tensors an EMA follows: parameters, then buffers."""
+    return itertools.chain(model.named_parameters(), model.named_buffers())
 
 
 class ModelEMA:
-    """Exponential moving average of a model's weights: decay · (1 − exp(−updates / tau))."""
+    """Exponential moving average of a training model's floating-point parameters and buffers.
 
-    def __init__(self, model: nn.Module, decay: float = 0.9999, tau: float = 2000, updates: int = 0):
-        self.ema = deepcopy(de_parallel(model)).eval()
+    `ema` is the averaged copy (eval mode, no gradients) that is validated and saved; `updates` counts the
+    averaging steps and goes into checkpoints so that a resumed run continues the same decay ramp.
+    Integer buffers (BatchNorm's num_batches_tracked) are not averaged: they keep the value they had when the
+    copy was made, which eval-mode BatchNorm never reads.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = EMA_DECAY, tau: float = EMA_TAU, updates: int = 0):
+        self.ema = deepcopy(de_parallel(model)).eval().requires_grad_(False)
+        self.decay = decay
+        self.tau = tau
         self.updates = updates
-        self.decay_fn = lambda x: decay * (1 - math.exp(-x / tau))
-        self.enabled = True
-        for p in self.ema.parameters():
-            p.requires_grad_(False)
 
+    @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        if not self.enabled:
-            return
+        """One averaging step towards `model`'s current state: avg ← avg·d + current·(1 − d)."""
+        averages = list(_tracked_tensors(self.ema))
+        currents = list(_tracked_tensors(de_parallel(model)))
+        if [name for name, _ in averages] != [name for name, _ in currents]:
+            raise ValueError("the model no longer has the structure of its EMA copy (different tensor names)")
         self.updates += 1
-        d = self.decay_fn(self.updates)
-        msd = de_parallel(model).state_dict()
-        with torch.no_grad():
-            for k, v in self.ema.state_dict().items():
-                if v.dtype.is_floating_point:
-                    v.mul_(d).add_(msd[k].detach(), alpha=1 - d)
+        keep = ema_decay(self.updates, self.decay, self.tau)
+        for (_, average), (_, current) in zip(averages, currents):
+            if average.dtype.is_floating_point:
+                average.mul_(keep).add_(current, alpha=1 - keep)
 
-    def update_attr(self, model: nn.Module, include: tuple = (), exclude: tuple = ("process_group", "reducer")) -> None:
-        for k, v in model.__dict__.items():
-            if (not include or k in include) and not k.startswith("_") and k not in exclude:
-                setattr(self.ema, k, v)
+    def copy_attributes(self, model: nn.Module, names: Iterable[str]) -> None:
+        """Give the averaged model those of `names` that are plain attributes of `model` (yaml, names, stride ...)."""
+        source = vars(de_parallel(model))
+        for name in names:
+            if name in source:
+                setattr(self.ema, name, source[name])
 
 
+# ----------------------------------------------------------------------------------------------- devices
 def _device_spec(device: str | int | list | tuple | None) -> str:
     """Normalised device text: '', 'cpu', 'mps' or comma-separated CUDA indices ('0,1')."""
-    spec = str(device if device is not None else "").strip().lower().replace("cuda:", "").replace(" ", "")
-    spec = spec.strip("[]()'\"")
-    return "" if spec == "none" else spec
+    text = str(device if device is not None else "").strip().lower()
+    text = text.replace("cuda:", "").replace(" ", "").strip("[]()'\"")
+    return "" if text == "none" else text
 
 
 def cuda_device_ids(device: str | int | list | tuple | None) -> list[int]:
@@ -144,10 +180,23 @@ def cuda_device_ids(device: str | int | list | tuple | None) -> list[int]:
     spec = _device_spec(device)
     if spec in ("", "cpu", "mps"):
         return []
-    ids = spec.split(",")
-    if not all(i.isdigit() for i in ids):
-        raise ValueError(f"invalid device {device!r}; use 'cpu', 'mps', a CUDA index like 0, or a list like 0,1")
-    return [int(i) for i in ids]
+    indices = spec.split(",")
+    if not all(i.isdigit() for i in indices):
+        raise ConfigError(f"invalid device {device!r}; use 'cpu', 'mps', a CUDA index like 0, or a list like 0,1")
+    return [int(i) for i in indices]
+
+
+def _check_cuda_ids(device: object, ids: list[int], batch: int) -> None:
+    """Refuse CUDA indices this machine lacks, and a total batch that does not split evenly over the GPUs."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if any(i >= count for i in ids):
+        have = f"{count} CUDA device(s) (0..{count - 1})" if count else "no CUDA devices"
+        hint = f" or device={','.join(map(str, range(count)))}" if count else ""
+        raise ConfigError(f"device={device!r} requested but this machine has {have}; use device=cpu{hint}")
+    if len(ids) > 1 and batch and batch % len(ids):
+        even = max(batch // len(ids), 1) * len(ids)
+        raise ConfigError(f"batch={batch} must be a multiple of the number of GPUs ({len(ids)}): batch is the "
+                          f"total over all GPUs, e.g. batch={even}")
 
 
 def select_device(device: str | int | torch.device | None = "", batch: int = 0, verbose: bool = True,
@@ -160,47 +209,41 @@ def select_device(device: str | int | torch.device | None = "", batch: int = 0, 
     if isinstance(device, torch.device):
         return device
     spec = _device_spec(device)
-    if spec == "" and local_rank >= 0:
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        spec = str(local_rank)
-    if spec == "":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    if spec == "cpu":
+    if spec == "cpu" or (spec == "" and not torch.cuda.is_available()):
         return torch.device("cpu")
+    if spec == "":
+        index = max(local_rank, 0)
+        _check_cuda_ids(device, [index], batch)
+        return torch.device(f"cuda:{index}")
     if spec == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ValueError("device=mps requested but Apple MPS is not available on this machine; use device=cpu")
+            raise ConfigError("device=mps requested but Apple MPS is not available on this machine; use device=cpu")
         return torch.device("mps")
     ids = cuda_device_ids(spec)
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    missing = [i for i in ids if i >= n]
-    if missing:
-        have = f"{n} CUDA device(s) (0..{n - 1})" if n else "no CUDA devices"
-        raise ValueError(f"device={device!r} requested but this machine has {have}; use device=cpu"
-                         + (f" or device={','.join(str(i) for i in range(n))}" if n else ""))
-    if len(ids) > 1 and batch and batch % len(ids):
-        raise ValueError(f"batch={batch} must be a multiple of the number of GPUs ({len(ids)}): batch is the "
-                         f"total over all GPUs, e.g. batch={max(batch // len(ids), 1) * len(ids)}")
-    if local_rank >= 0:
-        if local_rank >= len(ids):
-            raise ValueError(f"device={device!r} names {len(ids)} GPU(s) but this is torchrun local rank "
-                             f"{local_rank}; list one GPU per process (--nproc_per_node {len(ids)})")
-        return torch.device(f"cuda:{ids[local_rank]}")
-    return torch.device(f"cuda:{ids[0]}")
+    _check_cuda_ids(device, ids, batch)
+    if local_rank < 0:
+        return torch.device(f"cuda:{ids[0]}")
+    if local_rank >= len(ids):
+        raise ConfigError(f"device={device!r} names {len(ids)} GPU(s) but this is torchrun local rank "
+                          f"{local_rank}; list one GPU per process (--nproc_per_node {len(ids)})")
+    return torch.device(f"cuda:{ids[local_rank]}")
+
+
+# ----------------------------------------------------------------------------------------------- seeding
+def _set_deterministic(enabled: bool, seed: int) -> None:
+    """Switch torch's deterministic algorithms (warnings, not errors, for ops without one) and cuDNN's."""
+    if enabled:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # cuBLAS needs a fixed workspace to be reproducible
+        os.environ["PYTHONHASHSEED"] = str(seed)  # reaches only Python processes started after this one
+    else:
+        torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.deterministic = enabled
 
 
 def init_seeds(seed: int = 0, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and torch; optionally ask torch for deterministic algorithms."""
+    """Seed Python's, NumPy's and torch's generators and switch deterministic algorithms on or off."""
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.deterministic = True
-        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
-        os.environ["PYTHONHASHSEED"] = str(seed)
-    else:
-        torch.use_deterministic_algorithms(False)
-        torch.backends.cudnn.deterministic = False
+    torch.manual_seed(seed)  # seeds every CUDA device too
+    _set_deterministic(deterministic, seed)
