@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from ultralytics.cfg import entrypoint
+from ultralytics.cli import entrypoint
 
 MODEL = "yolov8n_BiFormer.yaml"  # yolov8_BiFormer.yaml at scale n
 

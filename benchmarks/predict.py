@@ -34,7 +34,7 @@ from ultralytics.engine.predictor import DetectionPredictor  # noqa: E402
 from ultralytics.nn.autobackend import AutoBackend  # noqa: E402
 from ultralytics.nn.tasks import DetectionModel  # noqa: E402
 from ultralytics.utils import LOGGER  # noqa: E402
-from ultralytics.utils.checkpoint import atomic_save, make_checkpoint  # noqa: E402
+from ultralytics.checkpoints import atomic_save, make_checkpoint  # noqa: E402
 from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script's folder)
 
 COCO128 = ROOT.parent / "shared" / "datasets" / "coco128" / "images" / "val2017"

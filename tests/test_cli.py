@@ -8,17 +8,24 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 import ultralytics
-from ultralytics.cfg import CfgError, DEFAULT_CFG_DICT, cli, entrypoint
+from ultralytics import cli
+from ultralytics.cfg import DEFAULT_CFG_DICT, CfgError, mode_default
+from ultralytics.checkpoints import make_checkpoint
+from ultralytics.cli import entrypoint
+from ultralytics.errors import DatasetError, MissingFileError, UnsupportedError
+from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import SETTINGS, yaml_load
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 class FakeModel:
-    """Stands in for the YOLO facade and records what the CLI calls."""
+    """Stands in for the YOLO facade and records what the CLI calls: the run's config, as the keys whose value
+    differs from the mode's default (model, mode and task aside)."""
 
     calls: list = []
     fail_with: BaseException | None = None
@@ -26,24 +33,30 @@ class FakeModel:
     def __init__(self, name):
         FakeModel.calls.append(("init", name, {}))
 
-    def _record(self, mode, kwargs):
-        FakeModel.calls.append((mode, None, kwargs))
+    def _record(self, args, **extra):
+        mode = args.mode
+        kwargs = {k: v for k, v in vars(args).items()
+                  if k not in ("model", "mode", "task") and v != mode_default(mode, k)}
+        FakeModel.calls.append((mode, None, {**kwargs, **extra}))
         if FakeModel.fail_with is not None:
             raise FakeModel.fail_with
         return "done"
 
-    def train(self, **kw):
-        return self._record("train", kw)
+    def carry_over(self, args, given):
+        return args
 
-    def val(self, **kw):
-        return self._record("val", kw)
+    def run_train(self, args, resume=None):
+        return self._record(args)
 
-    def predict(self, **kw):
-        self._record("predict", kw)
+    def run_val(self, args):
+        return self._record(args)
+
+    def run_predict(self, args, stream=False):
+        self._record(args, stream=stream)
         return iter([])  # the CLI streams the results
 
-    def export(self, **kw):
-        return self._record("export", kw)
+    def run_export(self, args):
+        return self._record(args)
 
 
 @pytest.fixture
@@ -115,8 +128,6 @@ def test_settings_errors(capsys):
      "train", "yolov8_BiFormer.yaml", {"epochs": 3, "lr0": 0.02, "device": "0,1", "name": "2024", "amp": False}),
     (["task=detect", "mode=val", "model=m.pt", "imgsz=640,480", "batch=-1"],
      "val", "m.pt", {"imgsz": [640, 480], "batch": -1}),
-    (["train", "resume", "model=runs/detect/train/weights/last.pt"],
-     "train", "runs/detect/train/weights/last.pt", {"resume": True}),
     (["model=m.yaml", "epochs=2"], "train", "m.yaml", {"epochs": 2}),  # no mode: train, with a warning
 ])
 def test_dispatch(fake, capsys, argv, mode, model, kwargs):
@@ -130,7 +141,23 @@ def test_dispatch_with_cfg_file(fake, capsys, tmp_path):
     custom.write_text("model: from_file.yaml\nmode: val\nepochs: 4\n")
     rc, _, err = run([f"cfg={custom}", "lr0=0.005"], capsys)
     assert rc == 0, err
-    assert fake.calls == [("init", "from_file.yaml", {}), ("val", None, {"cfg": str(custom), "lr0": 0.005})]
+    assert fake.calls == [("init", "from_file.yaml", {}),
+                          ("val", None, {"cfg": str(custom), "lr0": 0.005, "epochs": 4})]
+
+
+def test_resume_flag_resumes_the_given_checkpoint(fake, capsys, tmp_path):
+    """`yolo train resume model=.../last.pt` continues that file with its own settings."""
+    last = tmp_path / "run" / "weights" / "last.pt"
+    model = DetectionModel("yolov8n.yaml", nc=2, verbose=False)
+    ckpt = make_checkpoint(model, epoch=0, optimizer={"state": {}, "param_groups": []},
+                           train_args={"data": "coco8.yaml", "epochs": 7, "imgsz": 96})
+    last.parent.mkdir(parents=True)
+    torch.save(ckpt, last)
+    rc, _, err = run(["train", "resume", f"model={last}"], capsys)
+    assert rc == 0, err
+    (mode, _, kwargs), = fake.calls[1:]
+    assert fake.calls[0] == ("init", str(last), {})
+    assert mode == "train" and kwargs["resume"] == str(last) and kwargs["epochs"] == 7 and kwargs["imgsz"] == 96
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -163,23 +190,26 @@ def test_user_errors_are_one_line_with_exit_code_2(fake, capsys, argv, words):
     assert fake.calls == []  # validation happens before any model is built
 
 
-def test_not_implemented_mode(fake, capsys):
-    fake.fail_with = NotImplementedError("export to onnx")
+def test_unsupported_feature_is_one_line(fake, capsys):
+    fake.fail_with = UnsupportedError("export format tflite is not implemented; use format=onnx")
     rc, _, err = run(["export", "model=best.pt", "format=onnx"], capsys)
-    assert rc == 2 and err.strip() == "ERROR ❌ 'export' arrives in a later release (export to onnx)"
+    assert rc == 2 and err.strip() == "ERROR ❌ export format tflite is not implemented; use format=onnx"
 
 
-@pytest.mark.parametrize("exc", [ValueError("bad\ndataset"), KeyError("names"), FileNotFoundError("no data.yaml")])
-def test_engine_errors_are_one_line(fake, capsys, exc):
+@pytest.mark.parametrize("exc", [DatasetError("bad\ndataset"), MissingFileError("no data.yaml")])
+def test_engine_user_errors_are_one_line(fake, capsys, exc):
     fake.fail_with = exc
     rc, _, err = run(["train", "data=x.yaml"], capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and err.startswith("ERROR ❌ ")
-    assert "bad dataset" in err or "names" in err or "no data.yaml" in err
+    assert "bad dataset" in err or "no data.yaml" in err
 
 
-def test_other_exceptions_propagate(fake, capsys):
-    fake.fail_with = RuntimeError("CUDA out of memory")
-    with pytest.raises(RuntimeError):
+@pytest.mark.parametrize("exc", [RuntimeError("CUDA out of memory"), ValueError("an internal bug"),
+                                 KeyError("names"), NotImplementedError("a missing method")])
+def test_other_exceptions_are_bugs_and_propagate(fake, capsys, exc):
+    """Only UserError is a user's mistake; anything else keeps its traceback (exit != 2, no one-liner)."""
+    fake.fail_with = exc
+    with pytest.raises(type(exc)):
         entrypoint(["train"])
 
 

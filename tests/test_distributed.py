@@ -23,7 +23,10 @@ import pytest
 import torch
 import torch.nn as nn
 
+from ultralytics.detection.loss import distributed_normaliser, local_normaliser
 from ultralytics.engine import ddp
+from ultralytics.engine import resume as resume_module
+from ultralytics.engine.resume import build_train_config
 from ultralytics.engine.trainer import DetectionTrainer
 from ultralytics.utils import RANK, dist, yaml_load, yaml_save
 from ultralytics.utils.torch_utils import de_parallel
@@ -123,20 +126,15 @@ def test_dist_helpers_without_and_with_a_group(monkeypatch):
 
 
 def test_loss_normaliser_over_ranks(monkeypatch):
-    """reduce_over_ranks: max(Σ over ranks, 1) / world size (a 1-rank world here, so Σ/1; clamp before dividing)."""
-    from ultralytics.detection.loss import DetectionLoss
-
-    crit = DetectionLoss.__new__(DetectionLoss)
-    crit.reduce_over_ranks = False
+    """distributed_normaliser: max(Σ over ranks, 1) / world size (clamp before dividing); local: max(Σ, 1)."""
     scores = torch.full((2, 5, 3), 0.01)
-    assert float(crit.normaliser(scores)) == 1.0
-    crit.reduce_over_ranks = True
+    assert float(local_normaliser(scores.sum())) == 1.0
     calls = []
     monkeypatch.setattr(torch.distributed, "all_reduce", lambda t: calls.append(t) or t.mul_(2))  # 2 equal ranks
     monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
-    assert float(crit.normaliser(scores)) == pytest.approx(0.5)  # max(0.6, 1) / 2, as the single process: 1/(2·1)
+    assert float(distributed_normaliser(scores.sum())) == pytest.approx(0.5)  # max(0.6, 1) / 2 = 1/(2·1)
     scores = torch.full((2, 5, 3), 1.0)
-    assert float(crit.normaliser(scores)) == pytest.approx(30.0) and len(calls) == 2  # (2·30) / 2
+    assert float(distributed_normaliser(scores.sum())) == pytest.approx(30.0) and len(calls) == 2  # (2·30) / 2
 
 
 def test_select_device_per_local_rank():
@@ -155,21 +153,24 @@ def test_multi_gpu_routes_to_the_launcher(monkeypatch, tmp_path):
     """device=0,1 → 2 workers (only outside torchrun); cpu / one GPU → train in this process; resume keeps the
     checkpoint's device; the trainer itself refuses several GPUs outside torchrun."""
     monkeypatch.delenv("RANK", raising=False)
-    assert ddp.processes_to_launch({"device": "0,1,2,3"}) == 4
-    assert ddp.processes_to_launch({"device": [0, 1]}) == 2
-    assert ddp.processes_to_launch({"device": "cpu"}) == 0 == ddp.processes_to_launch({"device": 0})
+
+    def workers(**overrides) -> int:  # the run's one config decides, as YOLO.train and `yolo train` build it
+        return ddp.processes_to_launch(build_train_config(overrides={"data": "coco8.yaml", **overrides})[0])
+
+    assert workers(device="0,1,2,3") == 4
+    assert workers(device=[0, 1]) == 2
+    assert workers(device="cpu") == 0 == workers(device=0)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text("device: 0,1\n")
-    assert ddp.processes_to_launch({"cfg": str(cfg)}) == 2
-    import ultralytics.utils.checkpoint as ck
-
+    assert workers(cfg=str(cfg)) == 2
     last = tmp_path / "last.pt"
     last.write_bytes(b"")
-    monkeypatch.setattr(ck, "load_checkpoint", lambda p: {"train_args": {"device": "0,1"}})
-    assert ddp.processes_to_launch({"resume": str(last)}) == 2
-    assert ddp.processes_to_launch({"resume": str(last), "device": "cpu"}) == 0
+    monkeypatch.setattr(resume_module, "load_checkpoint",
+                        lambda p: {"train_args": {"device": "0,1", "data": "coco8.yaml"}, "optimizer": {}, "epoch": 0})
+    assert workers(resume=str(last)) == 2
+    assert workers(resume=str(last), device="cpu") == 0
     monkeypatch.setenv("RANK", "0")
-    assert ddp.processes_to_launch({"device": "0,1"}) == 0  # already a torchrun worker
+    assert workers(device="0,1") == 0  # already a torchrun worker
     monkeypatch.delenv("RANK")
     with pytest.raises(ValueError, match="one process per GPU"):
         DetectionTrainer(overrides={"device": "0,1", "data": "coco8.yaml"})
@@ -310,7 +311,7 @@ def test_launcher_trains_and_reports(coco128, tmp_path, monkeypatch):
     for k, v in job_env(tmp_path).items():
         monkeypatch.setenv(k, v)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(ddp, "processes_to_launch", lambda overrides: 2)
+    monkeypatch.setattr(ddp, "processes_to_launch", lambda args: 2)
     model = YOLO("yolov8n.yaml")
     metrics = model.train(**BASE, data=str(subset(tmp_path, 2)), batch=4, fraction=8 / 128, plots=False,
                           project=str(tmp_path / "runs"), name="launched")
@@ -321,13 +322,14 @@ def test_launcher_trains_and_reports(coco128, tmp_path, monkeypatch):
         row = list(csv.DictReader(f))[-1]
     assert metrics.box.map50 == pytest.approx(float(row["metrics/mAP50(B)"]), abs=1e-4)
     with pytest.raises(ddp.DDPError, match=r"torchrun exited with code 1\. First failure: rank \d \(local_rank \d\)"
-                                           r".*ValueError: batch=3 is the global batch.*torchrun\.log") as e:
-        ddp.launch(dict(BASE, model="yolov8n.yaml", data=str(subset(tmp_path, 2)), batch=3), 2)
+                                           r".*ConfigError: batch=3 is the global batch.*torchrun\.log") as e:
+        ddp.launch(build_train_config(overrides=dict(BASE, model="yolov8n.yaml", data=str(subset(tmp_path, 2)),
+                                                     batch=3))[0], 2)
     log = Path(re.search(r"Output of all ranks: (\S+torchrun\.log)", str(e.value)).group(1))
     assert log.is_file() and "multiple of the 2 DDP processes" in log.read_text()
     shutil.rmtree(log.parent)  # kept by the launcher for the user to read
     with pytest.raises(FileNotFoundError, match="missing_dataset.yaml"):  # checked before any worker starts
-        ddp.launch(dict(BASE, model="yolov8n.yaml", data="missing_dataset.yaml"), 2)
+        ddp.launch(build_train_config(overrides=dict(BASE, model="yolov8n.yaml", data="missing_dataset.yaml"))[0], 2)
 
 
 # ---------------------------------------------------------------------------------------------------- worker side
@@ -350,12 +352,10 @@ class GradTrainer(DetectionTrainer):
 
     def get_dataloader(self, img_path, batch, mode="train", rank=-1):
         from ultralytics.data import build_dataloader, build_yolo_dataset
-        from ultralytics.engine.validator import ConfigView
 
         if mode != "train":
             return super().get_dataloader(img_path, batch, mode, rank)
-        dataset = build_yolo_dataset(ConfigView(self.args, imgsz=self.imgsz), img_path, batch, self.data,
-                                     stride=self.stride)
+        dataset = build_yolo_dataset(self.args, img_path, batch, self.data, stride=self.stride, imgsz=self.imgsz)
         return build_dataloader(dataset, batch, 0, shuffle=False, rank=rank, seed=self.args.seed)
 
     def preprocess_batch(self, batch: dict) -> dict:

@@ -7,7 +7,7 @@ import torch
 
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
-from ultralytics.utils.checkpoint import (CheckpointError, atomic_save, load_checkpoint, make_checkpoint,
+from ultralytics.checkpoints import (CheckpointError, atomic_save, load_checkpoint, make_checkpoint,
                                           model_from_checkpoint, transfer_weights)
 
 

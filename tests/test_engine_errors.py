@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ultralytics import YOLO
-from ultralytics.cfg import CfgError, entrypoint
+from ultralytics.cfg import CfgError
+from ultralytics.cli import entrypoint
 
 
 @pytest.fixture

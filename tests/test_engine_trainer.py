@@ -12,7 +12,8 @@ import torch
 from ultralytics.data.dataset import YOLODataset
 from ultralytics.engine.amp import check_amp
 from ultralytics.engine.run_files import ResultsCSV, get_save_dir, increment_path
-from ultralytics.engine.trainer import DetectionTrainer, NonFiniteLossError
+from ultralytics.engine.trainer import DetectionTrainer
+from ultralytics.errors import NonFiniteLossError
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import SETTINGS
 

@@ -138,7 +138,7 @@ def _calibrate(ckpt_path: Path, images: list[str], per_image: int = 12) -> None:
     One epoch on a few images leaves every score near the prior (~1e-5), i.e. no detections to compare;
     a uniform shift of the class logits keeps the ranking of the trained model and makes detections appear.
     """
-    from ultralytics.utils.checkpoint import atomic_save, load_checkpoint, model_from_checkpoint, state_dict_of
+    from ultralytics.checkpoints import atomic_save, load_checkpoint, model_from_checkpoint, state_dict_of
 
     ckpt = load_checkpoint(ckpt_path)
     model = model_from_checkpoint(ckpt).eval()
@@ -181,7 +181,7 @@ def trained(tmp_path_factory, coco128) -> dict[str, dict[str, str]]:
         best = Path(model.ckpt_path)
         assert best.name == "best.pt" and best.exists()
         _calibrate(best, images)
-        from ultralytics.utils.checkpoint import load_checkpoint, model_from_checkpoint
+        from ultralytics.checkpoints import load_checkpoint, model_from_checkpoint
 
         net = model_from_checkpoint(load_checkpoint(best))
         out[cfg] = {
@@ -245,9 +245,9 @@ def test_published_checkpoint_hits_ground_truth_in_every_runtime(reference_dir, 
     (letterbox and scaling back are right), and the .pt, .onnx and .torchscript agree on many real boxes."""
     from torchvision.ops import box_iou
 
-    from ultralytics.utils.checkpoint import load_checkpoint
+    from ultralytics.checkpoints import load_checkpoint
     from ultralytics.utils.ops import xywhn2xyxy
-    from ultralytics.utils.published import build_model_from_published
+    from ultralytics.checkpoints import build_model_from_published
 
     pt = reference_dir / "upstream-yolov8n-coco128.pt"
     images = [str(p) for p in sorted((coco128 / "images" / "train2017").glob("*.jpg"))[1:12]]

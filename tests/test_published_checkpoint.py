@@ -16,11 +16,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from ultralytics.utils.checkpoint import (CheckpointError, atomic_save, load_checkpoint, make_checkpoint,
-                                          model_from_checkpoint, transfer_weights)
-from ultralytics.utils.published import (PublishedObject, UnsafeCheckpointError, build_model_from_published,
-                                         is_published_checkpoint, load_published_objects,
-                                         read_published_checkpoint)
+from ultralytics.checkpoints import (CheckpointError, UnsafeCheckpointError, atomic_save, build_model_from_published,
+                                     load_checkpoint, make_checkpoint, model_from_checkpoint, transfer_weights)
+from ultralytics.checkpoints.published import (PublishedObject, is_published_checkpoint, load_published_objects,
+                                               read_published_checkpoint)
 
 REFERENCE_NAME = "upstream-yolov8n-coco128.pt"
 

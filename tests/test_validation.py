@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from ultralytics import YOLO
-from ultralytics.cfg import entrypoint
+from ultralytics.cli import entrypoint
 
 from conftest import VAL_PLOTS, assert_real_image  # noqa: E402
 

@@ -1,6 +1,6 @@
 """`python -m ultralytics ...` runs the `yolo` command line."""
 
-from ultralytics.cfg import entrypoint
+from ultralytics.cli import entrypoint
 
 if __name__ == "__main__":
     raise SystemExit(entrypoint())

@@ -1,7 +1,8 @@
 """The `yolo` command line: `yolo [task] mode key=value ...` and the special commands.
 
-Errors a user can cause are printed as one line, `ERROR ❌ <message>`, on stderr with exit code 2;
-set the environment variable YOLO_TRACEBACK=1 to get the full traceback instead.
+Errors a user can cause (`ultralytics.errors.UserError` and its subclasses) are printed as one line,
+`ERROR ❌ <message>`, on stderr with exit code 2; set the environment variable YOLO_TRACEBACK=1 to get the full
+traceback instead. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -13,25 +14,15 @@ from typing import Any
 
 import yaml
 
-from ultralytics.cfg import (
-    DEFAULT_CFG_DICT,
-    MODES,
-    OTHER_MODES,
-    OTHER_TASKS,
-    STR_KEYS,
-    TASKS,
-    CfgError,
-    check_cfg,
-    close_matches,
-    get_cfg,
-    parse_value,
-)
-from ultralytics.engine.ddp import DDPError
+from ultralytics.cfg import (DEFAULT_CFG_DICT, MODE_DEFAULTS, MODES, OTHER_MODES, OTHER_TASKS, STR_KEYS, TASKS,
+                             CfgError, close_matches, get_cfg, parse_value)
+from ultralytics.engine.model import YOLO
+from ultralytics.engine.resume import resolve_resume
+from ultralytics.errors import UserError
 from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, SETTINGS
+from ultralytics.version import __version__
 
-DEFAULT_TRAIN_MODEL = "yolov8_BiFormer.yaml"
 SPECIAL_COMMANDS = ("help", "version", "cfg", "settings")
-USER_ERRORS = (CfgError, FileNotFoundError, ValueError, KeyError, TypeError, NotImplementedError, DDPError)
 EXIT_USER_ERROR = 2
 
 HELP = f"""
@@ -57,19 +48,13 @@ Special commands:
     yolo settings reset           restore the default settings
 
 Values are read as YAML: 640 is an int, 0.01 a float, True/False a bool, None empty,
-[0,2] a list; anything else is text. `train` uses model={DEFAULT_TRAIN_MODEL} when none is given.
+[0,2] a list; anything else is text. `train` uses model={MODE_DEFAULTS['train']['model']} when none is given.
 Set YOLO_TRACEBACK=1 to see full tracebacks instead of one-line errors.
 """
 
 
 def _load_model(name: str) -> Any:
     """Build the YOLO facade for `name` (a model yaml or a checkpoint). Tests replace this function."""
-    try:
-        from ultralytics.engine.model import YOLO
-    except ModuleNotFoundError as e:
-        if e.name in ("ultralytics.engine", "ultralytics.engine.model"):
-            raise NotImplementedError("the YOLO engine (ultralytics/engine/model.py) is not available yet") from e
-        raise
     return YOLO(name)
 
 
@@ -188,36 +173,34 @@ def run_mode(args: list[str]) -> int:
         else:
             _bare_word(arg, overrides)
 
-    overrides = check_cfg(overrides)  # unknown keys and bad values fail here, before any model is built
-    cfg = get_cfg(DEFAULT_CFG_PATH, overrides)  # also reads a cfg= file
-    mode = cfg.mode
+    if overrides.get("resume") is True and str(overrides.get("model", "")).endswith(".pt"):
+        overrides["resume"] = overrides["model"]  # `yolo train resume model=.../last.pt` resumes that file
+    # The run's one config, validated here at the edge before any model is built (also reads a cfg= file).
     if "mode" not in overrides and "cfg" not in overrides:
-        LOGGER.warning(f"WARNING ⚠️ no mode given, running mode={mode}; choose one of {', '.join(MODES)}")
-
-    model = cfg.model
-    if model is None:
-        if mode != "train":
-            raise CfgError(f"'yolo {mode}' needs a model, e.g. yolo {mode} model=runs/detect/train/weights/best.pt")
-        model = DEFAULT_TRAIN_MODEL
-        LOGGER.warning(f"WARNING ⚠️ no model given, training model={model}")
-    if mode == "predict" and cfg.source is None:
+        overrides["mode"] = DEFAULT_CFG_DICT["mode"]
+        LOGGER.warning(f"WARNING ⚠️ no mode given, running mode={overrides['mode']}; choose one of {', '.join(MODES)}")
+    args = get_cfg(DEFAULT_CFG_PATH, overrides)
+    mode = args.mode
+    if mode == "predict" and "save" not in overrides:
+        args.save = True  # the command line saves annotated predictions (Python's predict does not)
+    if args.model is None:
+        raise CfgError(f"'yolo {mode}' needs a model, e.g. yolo {mode} model=runs/detect/train/weights/best.pt")
+    if mode == "predict" and args.source is None:
         raise CfgError("'yolo predict' needs a source, e.g. source=path/to/images_or_video")
-
-    kwargs = {k: v for k, v in overrides.items() if k not in ("model", "mode", "task")}
-    try:
-        yolo = _load_model(str(model))
-        if mode == "predict":  # the command line saves annotated output and streams (constant memory on videos)
-            kwargs.setdefault("save", True)
-            for _ in yolo.predict(stream=True, **kwargs):
-                pass
-        else:
-            getattr(yolo, mode)(**kwargs)
-    except NotImplementedError as e:
-        if _want_traceback():
-            raise
-        detail = f" ({_one_line(e)})" if str(e) else ""
-        print(f"ERROR ❌ '{mode}' arrives in a later release{detail}", file=sys.stderr)
-        return EXIT_USER_ERROR
+    resume = None
+    if mode == "train":
+        args, resume = resolve_resume(args, overrides)
+    yolo = _load_model(str(args.model))
+    args = yolo.carry_over(args, given=set(overrides))
+    if mode == "train":
+        yolo.run_train(args, resume)
+    elif mode == "val":
+        yolo.run_val(args)
+    elif mode == "predict":  # streamed: constant memory on long videos
+        for _ in yolo.run_predict(args, stream=True):
+            pass
+    else:
+        yolo.run_export(args)
     return 0
 
 
@@ -236,8 +219,6 @@ def _dispatch(args: list[str]) -> int:
         return _print_help()
     first = args[0]
     if first in ("version", "--version"):
-        from ultralytics import __version__
-
         print(__version__)
         return 0
     if first == "cfg":
@@ -256,9 +237,8 @@ def entrypoint(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
-    except USER_ERRORS as e:
+    except UserError as e:
         if _want_traceback():
             raise
-        hint = "" if isinstance(e, (CfgError, FileNotFoundError)) else " (YOLO_TRACEBACK=1 shows the traceback)"
-        print(f"ERROR ❌ {_one_line(e)}{hint}", file=sys.stderr)
+        print(f"ERROR ❌ {_one_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR

@@ -1,7 +1,7 @@
-"""Configuration: the default settings, `get_cfg` (merge + type checks) and the `yolo` entrypoint.
+"""Configuration: the default settings and `get_cfg` (merge + type checks, close-match hints).
 
 `get_cfg(cfg, overrides)` merges default.yaml < `cfg` < a `cfg=` file named in overrides < overrides and
-returns one checked `IterableSimpleNamespace`. The command line lives in `ultralytics/cfg/cli.py`.
+returns one checked `IterableSimpleNamespace`. The command line lives in `ultralytics/cli.py`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import yaml
 
+from ultralytics.errors import ConfigError, MissingFileError
 from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, yaml_load
 
 __all__ = [
@@ -29,12 +30,10 @@ __all__ = [
     "parse_value",
     "check_cfg",
     "close_matches",
-    "entrypoint",
 ]
 
 
-class CfgError(ValueError):
-    """A configuration key or value a user gave is not valid."""
+CfgError = ConfigError  # the name earlier releases of this project used
 
 
 class IterableSimpleNamespace(SimpleNamespace):
@@ -76,6 +75,58 @@ DEPRECATED_KEYS: dict[str, tuple[str, bool]] = {
     "hide_conf": ("show_conf", True),
     "line_thickness": ("line_width", False),
 }
+
+# Defaults that depend on the mode: applied over default.yaml for every key the run does not set itself.
+# Together with default.yaml this is the whole set of defaults; components never keep their own.
+DEFAULT_MODEL = "yolov8_BiFormer.yaml"  # the project's headline model: what YOLO() and `yolo train` build
+MODE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "train": {"model": DEFAULT_MODEL, "data": "shapes.yaml"},
+    "val": {"conf": 0.001, "rect": True},
+    "predict": {"conf": 0.25, "batch": 1, "save": False, "rect": True},
+    "export": {"batch": 1},
+}
+# Mode defaults worth a warning when they are used, because the user probably meant to choose.
+_ANNOUNCED_DEFAULTS = {("train", "model"), ("train", "data")}
+
+# Keys of the published package that this project accepts (so published args.yaml files and scripts load)
+# but does not act on. Giving one a value other than its default warns, naming the reason.
+UNSUPPORTED_KEYS: dict[str, str] = {
+    "profile": "ONNX/TensorRT profiling during training is not implemented",
+    "save_hybrid": "hybrid (ground truth + prediction) labels are not written",
+    "dnn": "ONNX models run through ONNX Runtime, not OpenCV DNN",
+    "stream_buffer": "live streams are not supported as sources",
+    "retina_masks": "segmentation only",
+    "keras": "TF/Keras export is not implemented (formats: torchscript, onnx)",
+    "optimize": "mobile-optimised TorchScript is not implemented",
+    "int8": "INT8 quantisation is not implemented for torchscript/onnx",
+    "workspace": "TensorRT export is not implemented",
+    "nms": "CoreML export is not implemented",
+    "label_smoothing": "detection does not use label smoothing",
+    "copy_paste": "segmentation only (copy-paste needs masks)",
+    "overlap_mask": "segmentation only",
+    "mask_ratio": "segmentation only",
+    "dropout": "classification only",
+    "pose": "pose only",
+    "kobj": "pose only",
+    "auto_augment": "classification only",
+    "erasing": "classification only",
+    "crop_fraction": "classification only",
+    "tracker": "tracking is not implemented yet",
+}
+
+
+def mode_default(mode: str, key: str) -> Any:
+    """The default of `key` in `mode`: the per-mode table first, then default.yaml."""
+    return MODE_DEFAULTS.get(mode, {}).get(key, DEFAULT_CFG_DICT.get(key))
+
+
+def warn_unsupported(given: dict[str, Any]) -> list[str]:
+    """Warn for each key of `given` that this project ignores and that is set away from its default; return them."""
+    ignored = [k for k, v in given.items() if k in UNSUPPORTED_KEYS and v != DEFAULT_CFG_DICT.get(k)]
+    for k in ignored:
+        LOGGER.warning(f"WARNING ⚠️ {k}={given[k]!r} is ignored: {UNSUPPORTED_KEYS[k]}")
+    return ignored
+
 
 # --- Type rules -----------------------------------------------------------------------------------
 # Numbers (int or float, stored as float) with no range beyond an optional minimum.
@@ -164,7 +215,7 @@ def cfg2dict(cfg: str | Path | dict | SimpleNamespace | None) -> dict[str, Any]:
     if isinstance(cfg, (str, Path)):
         path = Path(cfg)
         if not path.is_file():
-            raise FileNotFoundError(f"config file '{cfg}' not found")
+            raise MissingFileError(f"config file '{cfg}' not found")
         return yaml_load(path)
     if isinstance(cfg, SimpleNamespace):
         return dict(vars(cfg))
@@ -328,14 +379,17 @@ def check_cfg(d: dict[str, Any], where: str = "") -> dict[str, Any]:
 
 def get_cfg(cfg: str | Path | dict | SimpleNamespace | None = DEFAULT_CFG_PATH,
             overrides: dict[str, Any] | None = None) -> IterableSimpleNamespace:
-    """Merge default.yaml < `cfg` < the `cfg=` file named in `overrides` < `overrides`; check and return it.
+    """The one validated config of a run: default.yaml < the mode's defaults (MODE_DEFAULTS) < `cfg` < the `cfg=`
+    file named in `overrides` < `overrides`.
 
-    `cfg` may be a yaml path, a dict or a namespace; keys it lacks take their default.
-    Raises CfgError (a ValueError) for an unknown key or a bad value, FileNotFoundError for a missing file.
+    `cfg` may be a yaml path, a dict or a namespace; keys it lacks take their default. The mode's defaults apply
+    when a `mode` is given (every run of the package gives one; `get_cfg()` alone is default.yaml). Keys this
+    project ignores (UNSUPPORTED_KEYS) warn when given a non-default value.
+    Raises ConfigError (a ValueError) for an unknown key or a bad value, MissingFileError for a missing file.
     """
-    merged = dict(DEFAULT_CFG_DICT)
+    given: dict[str, Any] = {}
     if not (isinstance(cfg, (str, Path)) and Path(cfg) == DEFAULT_CFG_PATH):
-        merged.update(check_cfg(cfg2dict(cfg), _where(cfg)))
+        given.update(check_cfg(cfg2dict(cfg), _where(cfg)))
     overrides = dict(overrides or {})
     if overrides.get("cfg") is not None:
         file = overrides["cfg"]
@@ -344,8 +398,17 @@ def get_cfg(cfg: str | Path | dict | SimpleNamespace | None = DEFAULT_CFG_PATH,
             raise _bad_type("cfg", file, "a path to a yaml file", "custom.yaml")
         from_file = cfg2dict(file)
         from_file.pop("cfg", None)  # a cfg file does not chain to another one
-        merged.update(check_cfg(from_file, f" (in {file})"))
-    merged.update(check_cfg(overrides))
+        given.update(check_cfg(from_file, f" (in {file})"))
+    given.update(check_cfg(overrides))
+    warn_unsupported(given)
+    mode = given.get("mode")
+    merged = {**DEFAULT_CFG_DICT, **MODE_DEFAULTS.get(mode, {})}
+    for key, value in given.items():
+        if value is not None or key not in MODE_DEFAULTS.get(mode, {}):
+            merged[key] = value  # None means "unset" for a key the mode gives a default to
+    for m, key in _ANNOUNCED_DEFAULTS:
+        if m == mode and given.get(key) in (None, ""):
+            LOGGER.warning(f"WARNING ⚠️ no {key} given, using {key}={merged[key]}")
     return IterableSimpleNamespace(**merged)
 
 
@@ -356,8 +419,3 @@ def _where(cfg: Any) -> str:
 DEFAULT_CFG_DICT.update(check_cfg(DEFAULT_CFG_DICT, f" (in {DEFAULT_CFG_PATH})"))  # fails loudly on a bad default
 DEFAULT_CFG = IterableSimpleNamespace(**DEFAULT_CFG_DICT)
 
-
-from ultralytics.cfg.cli import entrypoint  # noqa: E402  (cli imports the names above)
-
-if __name__ == "__main__":
-    raise SystemExit(entrypoint())

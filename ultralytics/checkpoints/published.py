@@ -3,12 +3,12 @@
 A published `*.pt` is a torch zip archive whose `data.pkl` pickles whole Python objects (the DetectionModel, its
 layers, torch.nn modules, sometimes a namespace of training args). Plain `torch.load(weights_only=False)` would
 import and call whatever that pickle names. Here `data.pkl` is read by the restricted unpickler of
-`ultralytics.utils.restricted_pickle` (explicit allowlist, inert records, no real class ever instantiated) and the
+`ultralytics.checkpoints.unpickler` (explicit allowlist, inert records, no real class ever instantiated) and the
 tensors come straight from the archive's `data/<key>` records. `torch.load` is never called: it would hand
 TorchScript-looking archives to `torch.jit.load`.
 
 Public API: `is_published_checkpoint`, `read_published_checkpoint` (→ a dict in this project's checkpoint format),
-`build_model_from_published` (→ DetectionModel); `utils.checkpoint.load_checkpoint` routes published files here,
+`checkpoints.loading` (→ DetectionModel, and `load_checkpoint`, which routes published files here),
 `load_published_objects` (the raw inert objects), `UnsafeCheckpointError`. See docs/checkpoints.md.
 """
 
@@ -23,15 +23,16 @@ from typing import Any, Iterator
 
 import torch
 
-from ultralytics.utils import LOGGER, restricted_pickle
-from ultralytics.utils.checkpoint import FORMAT, CheckpointError, plain
-from ultralytics.utils.restricted_pickle import (_STORAGE_DTYPES, ADVICE, PUBLISHED_CLASSES, TORCH_DTYPES,
-                                                 TORCH_NN_CLASSES, PublishedClass, PublishedObject,
-                                                 RestrictedUnpickler, UnsafeCheckpointError, _StorageKind)
+from ultralytics.checkpoints import unpickler
+from ultralytics.checkpoints.records import FORMAT, plain
+from ultralytics.checkpoints.unpickler import (ADVICE, PUBLISHED_CLASSES, STORAGE_DTYPES, TORCH_DTYPES,
+                                               TORCH_NN_CLASSES, PublishedClass, PublishedObject, RestrictedUnpickler,
+                                               StorageKind)
+from ultralytics.errors import CheckpointError, MissingFileError, UnsafeCheckpointError
 
-__all__ = ("UnsafeCheckpointError", "PublishedClass", "PublishedObject", "RestrictedUnpickler", "restricted_pickle",
+__all__ = ("UnsafeCheckpointError", "PublishedClass", "PublishedObject", "RestrictedUnpickler", "unpickler",
            "is_published_checkpoint", "load_published_objects", "read_published_checkpoint",
-           "build_model_from_published", "pickle_globals", "PUBLISHED_CLASSES",
+           "pickle_globals", "PUBLISHED_CLASSES",
            "TORCH_NN_CLASSES")
 
 # ------------------------------------------------------------------------------------------------
@@ -71,7 +72,7 @@ class _StorageReader:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] in ("storage", b"storage")):
             raise CheckpointError(f"unknown persistent id {str(pid)[:80]!r} in the pickle")
         _, kind, key, _location, numel = pid
-        if not isinstance(kind, _StorageKind) or not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
+        if not isinstance(kind, StorageKind) or not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
             raise CheckpointError(f"malformed storage record {str(pid)[:80]!r}")
         if key not in self.raw:
             name = f"{self.prefix}data/{key}"
@@ -96,7 +97,7 @@ def load_published_objects(path: str | Path) -> Any:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint '{path}' not found")
+        raise MissingFileError(f"checkpoint '{path}' not found")
     try:
         with open(path, "rb") as f:
             is_zip = f.read(4) == _ZIP_MAGIC
@@ -104,9 +105,9 @@ def load_published_objects(path: str | Path) -> Any:
             if is_zip:
                 with zipfile.ZipFile(f) as zf:
                     prefix, data = _archive_pickle(zf)
-                    obj = restricted_pickle.loads(data, storage_loader=_StorageReader(zf, prefix))
+                    obj = unpickler.loads(data, storage_loader=_StorageReader(zf, prefix))
             else:
-                obj = restricted_pickle.load(f)
+                obj = unpickler.load(f)
     except UnsafeCheckpointError as e:
         raise UnsafeCheckpointError(f"refused to load '{path}': {e}. {ADVICE[0].upper()}{ADVICE[1:]}.") from None
     except CheckpointError as e:
@@ -161,7 +162,7 @@ def pickle_globals(stream: Any) -> Iterator[tuple[str, str]]:
 def _is_plain_global(module: str, name: str) -> bool:
     if (module, name) in _PLAIN_GLOBALS:
         return True
-    return module == "torch" and (name in _STORAGE_DTYPES or name in TORCH_DTYPES)
+    return module == "torch" and (name in STORAGE_DTYPES or name in TORCH_DTYPES)
 
 
 def is_published_checkpoint(path: str | Path) -> bool:
@@ -255,7 +256,7 @@ def read_published_checkpoint(path: str | Path) -> dict:
     net = ema if isinstance(ema, PublishedObject) else model
     if not isinstance(net, PublishedObject):
         raise CheckpointError(f"checkpoint '{path}' holds no pickled model under 'ema' or 'model' "
-                              "(a checkpoint of this project? read it with utils.checkpoint.load_checkpoint)")
+                              "(a checkpoint of this project? read it with ultralytics.checkpoints.load_checkpoint)")
     try:
         return _our_format(raw, net, model, path)
     except CheckpointError as e:
@@ -294,42 +295,3 @@ def _our_format(raw: dict, net: PublishedObject, model: Any, path: str | Path) -
         "source": "published",
         "file": str(path),
     }
-
-
-def _check_fit(own: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], where: str) -> None:
-    """Raise a CheckpointError naming the first few missing, unexpected and mis-shaped entries."""
-    missing = [k for k in own if k not in weights]
-    unexpected = [k for k in weights if k not in own]
-    shapes = [f"{k} {tuple(weights[k].shape)} vs {tuple(own[k].shape)}" for k in own
-              if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or shapes:
-        parts = [f"{len(v)} {what} (first: {', '.join(v[:3])})" for what, v in
-                 (("missing", missing), ("unexpected", unexpected), ("with another shape", shapes)) if v]
-        raise CheckpointError(f"{where}: the weights do not fit the model rebuilt from its yaml: " + "; ".join(parts))
-
-
-def build_model_from_published(source: str | Path | dict, verbose: bool = False) -> torch.nn.Module:
-    """Rebuild this project's DetectionModel from a published checkpoint (a path, or the dict read from one).
-
-    Architecture from the checkpoint's yaml (its nc), weights loaded strictly, names and train hyperparameters
-    (box, cls, dfl) set. Raises CheckpointError when the weights do not fit the rebuilt model.
-    """
-    from ultralytics.nn.tasks import DetectionModel, ModelConfigError
-
-    ckpt = source if isinstance(source, dict) else read_published_checkpoint(source)
-    where = f"checkpoint '{ckpt.get('file', source if not isinstance(source, dict) else '<dict>')}'"
-    try:
-        yaml_dict = ckpt["model_yaml"]
-        model = DetectionModel(yaml_dict, ch=yaml_dict.get("ch", yaml_dict.get("channels", 3)), verbose=verbose)
-    except (ModelConfigError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{where}: its model yaml cannot be built by this project: {e}") from None
-    weights = ckpt.get("ema") or ckpt["model"]
-    _check_fit(model.state_dict(), weights, where)
-    model.load_state_dict(weights, strict=True)
-    model.names = ckpt.get("names") or model.names
-    args = ckpt.get("train_args") or {}
-    model.args = {k: args[k] for k in ("box", "cls", "dfl") if k in args} or None
-    stride = [float(s) for s in model.stride.tolist()]
-    if ckpt.get("stride") and stride != list(ckpt["stride"]):
-        LOGGER.warning(f"WARNING ⚠️ {where}: strides {ckpt['stride']} differ from the rebuilt model's {stride}")
-    return model.float()

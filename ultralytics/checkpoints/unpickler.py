@@ -1,4 +1,4 @@
-"""The restricted unpickler behind `ultralytics.utils.published`: an explicit allowlist of globals, inert records.
+"""The restricted unpickler behind `ultralytics.checkpoints.published`: an explicit allowlist of globals, inert records.
 
 - every global a pickle names is looked up in the allowlist (`resolve_global`); anything else raises
   `UnsafeCheckpointError` before it is imported or called;
@@ -25,13 +25,9 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from ultralytics.utils.checkpoint import CheckpointError
+from ultralytics.errors import CheckpointError, UnsafeCheckpointError
 
 ADVICE = "only load checkpoints you trust; this loader refuses code objects"
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """A checkpoint whose pickle names a global outside the allowlist (a possible code-execution payload)."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -109,7 +105,7 @@ TORCH_NN_CLASSES = ("Conv2d", "ConvTranspose2d", "BatchNorm2d", "SiLU", "ReLU", 
                     "Sigmoid", "Identity", "Sequential", "ModuleList", "ModuleDict", "Upsample", "MaxPool2d",
                     "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "Softmax", "LayerNorm", "GroupNorm", "Dropout",
                     "BCEWithLogitsLoss")
-_STORAGE_DTYPES = {"DoubleStorage": torch.float64, "FloatStorage": torch.float32, "HalfStorage": torch.float16,
+STORAGE_DTYPES = {"DoubleStorage": torch.float64, "FloatStorage": torch.float32, "HalfStorage": torch.float16,
                    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
                    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,
                    "BoolStorage": torch.bool, "ComplexFloatStorage": torch.complex64,
@@ -119,7 +115,7 @@ _STORAGE_DTYPES = {"DoubleStorage": torch.float64, "FloatStorage": torch.float32
 TORCH_DTYPES = {n: v for n, v in vars(torch).items() if isinstance(v, torch.dtype)}  # no lazy-import __getattr__
 
 
-class _StorageKind:
+class StorageKind:
     """What a `torch.<X>Storage` global resolves to: only its dtype (used by persistent ids)."""
 
     __slots__ = ("dtype",)
@@ -227,8 +223,8 @@ def resolve_global(module: str, name: str) -> Any:
         return PublishedClass(module, name)
     if (module, name) in _SAFE:
         return _SAFE[(module, name)]
-    if module == "torch" and name in _STORAGE_DTYPES:
-        return _StorageKind(_STORAGE_DTYPES[name])
+    if module == "torch" and name in STORAGE_DTYPES:
+        return StorageKind(STORAGE_DTYPES[name])
     if module == "torch" and name in TORCH_DTYPES:
         return TORCH_DTYPES[name]
     if (module, name) in _NUMPY:

@@ -1,20 +1,2 @@
-"""The engine: the YOLO facade (model.py), training (trainer.py, optim.py, amp.py, run_files.py), validation."""
-
-__all__ = ["YOLO", "DetectionTrainer", "DetectionValidator"]
-
-
-def __getattr__(name: str):
-    # Lazy, so `import ultralytics.engine.optim` does not pull in the data pipeline.
-    if name == "YOLO":
-        from ultralytics.engine.model import YOLO
-
-        return YOLO
-    if name == "DetectionTrainer":
-        from ultralytics.engine.trainer import DetectionTrainer
-
-        return DetectionTrainer
-    if name == "DetectionValidator":
-        from ultralytics.engine.validator import DetectionValidator
-
-        return DetectionValidator
-    raise AttributeError(f"module 'ultralytics.engine' has no attribute {name!r}")
+"""The engine: the YOLO facade (model.py), training (trainer.py, optim.py, amp.py, run_files.py, resume.py, ddp.py),
+validation, prediction, export and their results. Import the modules directly, e.g. `ultralytics.engine.model`."""

@@ -1,10 +1,11 @@
 """The multi-GPU launcher: `device=0,1,...` outside torchrun trains with one torchrun worker per GPU.
 
     parent (YOLO.train, `yolo train`, train.py)
-      ├─ writes the run's overrides to <tmp>/run.yaml (yaml_save; no generated code)
+      ├─ writes the run's validated config to <tmp>/run.yaml (yaml_save; no generated code)
       ├─ runs `python -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node N
       │         -m ultralytics.engine.ddp <tmp>/run.yaml`  (a free rendezvous port is picked by torchrun)
-      │     every worker: yaml_load (safe_load) → DetectionTrainer → DDP rank; rank 0 writes <tmp>/result.yaml
+      │     every worker: yaml_load (safe_load) → the same config, as data → DetectionTrainer → DDP rank;
+      │     rank 0 writes <tmp>/result.yaml
       └─ returns rank 0's run folder and final metrics, or raises DDPError naming the failed rank and
          where the log and the run folder are. Ctrl-C in the parent stops torchrun and its workers.
 See docs/distributed.md.
@@ -21,64 +22,38 @@ import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch.distributed.elastic.multiprocessing.errors import record
 
-from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, RANK, yaml_load, yaml_save
+from ultralytics.cfg import IterableSimpleNamespace
+from ultralytics.checkpoints import load_checkpoint, weights_of
+from ultralytics.data import check_det_dataset
+from ultralytics.engine.resume import ResumePoint
+from ultralytics.engine.run_files import TrainResult
+from ultralytics.engine.trainer import DetectionTrainer
+from ultralytics.errors import ConfigError, DDPError
+from ultralytics.evaluation.metrics import DetMetrics
+from ultralytics.utils import LOGGER, RANK, dist, yaml_load, yaml_save
+from ultralytics.utils.torch_utils import cuda_device_ids, select_device
 
 RUN_FILE, RESULT_FILE, LOG_FILE, WEIGHTS_FILE = "run.yaml", "result.yaml", "torchrun.log", "weights.pt"
 TERMINATE_GRACE_S = 30.0  # after Ctrl-C: time for the workers to shut down cleanly before SIGKILL
 TAIL_CHARS = 50_000  # of torchrun's output kept in memory to explain a failure
 
 
-class DDPError(RuntimeError):
-    """A launched DDP job failed; the message names the failed rank, the log of all ranks and the run folder."""
-
-
-@dataclass
-class LaunchResult:
-    """What a DDP run launched from this process produced (read from rank 0's result file)."""
-
-    save_dir: Path
-    metrics: Any = None  # DetMetrics of the final validation of best.pt (None if rank 0 had none)
-    imgsz: int | None = None
-    args: dict = field(default_factory=dict)  # data and single_cls of the run
-
-    @property
-    def best(self) -> Path:
-        return self.save_dir / "weights" / "best.pt"
-
-
 # ---------------------------------------------------------------------------------------------------- parent side
-def processes_to_launch(overrides: dict) -> int:
-    """Workers to start for these train overrides: the number of listed CUDA devices when it is more than one
-    and this process is not itself a torchrun worker; 0 means train in this process."""
-    from ultralytics.utils import dist
-    from ultralytics.utils.torch_utils import cuda_device_ids
-
+def processes_to_launch(args: IterableSimpleNamespace) -> int:
+    """Workers to start for a run's config: the number of listed CUDA devices when it is more than one and this
+    process is not itself a torchrun worker; 0 means train in this process. (A resumed run's config already holds
+    its checkpoint's device unless the resume changed it.)"""
     if dist.dist_env().launched:
         return 0
-    ids = cuda_device_ids(run_device(overrides))
+    ids = cuda_device_ids(args.device)
     return len(ids) if len(ids) > 1 else 0
-
-
-def run_device(overrides: dict) -> Any:
-    """The device the run will use: overrides (or their cfg= file), or the resumed checkpoint's own device."""
-    from ultralytics.cfg import get_cfg
-
-    args = get_cfg(DEFAULT_CFG_PATH, overrides)
-    if args.resume and "device" not in overrides:
-        from ultralytics.engine.resume import resume_path
-
-        path = resume_path(args.resume)
-        if path.is_file():
-            from ultralytics.utils.checkpoint import load_checkpoint
-
-            return (load_checkpoint(path).get("train_args") or {}).get("device")
-    return args.device
 
 
 def build_command(run_file: str | Path, nproc: int) -> list[str]:
@@ -87,36 +62,22 @@ def build_command(run_file: str | Path, nproc: int) -> list[str]:
             "--nproc_per_node", str(int(nproc)), "-m", "ultralytics.engine.ddp", str(run_file)]
 
 
-def launch(overrides: dict, nproc: int, model: dict | None = None, weights: Any = None,
-           trainer: type | None = None) -> LaunchResult:
-    """Train with `nproc` DDP workers on this node (overrides: the train config, `device` included); blocks.
+def launch(args: IterableSimpleNamespace, nproc: int, model: dict | None = None, weights: Any = None,
+           trainer: type | None = None, resume: ResumePoint | None = None) -> TrainResult:
+    """Train with `nproc` DDP workers on this node; blocks. `args` is the run's validated config (`device`
+    included): it travels to the workers as data and is not derived again there.
 
-    `model` is the architecture (a model yaml dict), `weights` initial weights (module or state_dict) and
-    `trainer` a DetectionTrainer subclass importable by the workers. Raises DDPError when a rank fails.
+    `model` is the architecture (a model yaml dict), `weights` initial weights (module or state_dict), `trainer` a
+    DetectionTrainer subclass importable by the workers and `resume` the checkpoint a resumed run continues.
+    Raises DDPError when a rank fails.
     """
-    from ultralytics.utils.torch_utils import select_device
-
-    overrides = dict(overrides)
-    if overrides.get("resume") is True:  # every worker must resume the same file
-        from ultralytics.engine.resume import resume_path
-
-        overrides["resume"] = str(resume_path(True))
-    if not overrides.get("resume"):  # clear errors (GPUs, batch, dataset) before starting anything
-        from ultralytics.cfg import get_cfg
-        from ultralytics.data import check_det_dataset
-
-        args = get_cfg(DEFAULT_CFG_PATH, overrides)
+    if resume is None:  # clear errors (GPUs, batch, dataset) before starting anything
         select_device(args.device, args.batch)
-        if args.data:
-            check_det_dataset(args.data)
+        check_det_dataset(args.data)
     tmp = Path(tempfile.mkdtemp(prefix="ultralytics-ddp-"))
-    spec: dict[str, Any] = {"overrides": _plain(overrides), "model": _plain(model), "weights": None,
-                            "trainer": trainer_path(trainer)}
+    spec: dict[str, Any] = {"args": _plain(dict(vars(args))), "model": _plain(model), "weights": None,
+                            "trainer": trainer_path(trainer), "resume": str(resume.path) if resume else None}
     if weights is not None:
-        import torch
-
-        from ultralytics.utils.checkpoint import weights_of
-
         spec["weights"] = str(tmp / WEIGHTS_FILE)
         torch.save({k: v.detach().cpu() for k, v in weights_of(weights).items()}, spec["weights"])
     run_file = tmp / RUN_FILE
@@ -135,8 +96,8 @@ def launch(overrides: dict, nproc: int, model: dict | None = None, weights: Any 
         raise DDPError(f"DDP training: torchrun exited normally but rank 0 reported no result; "
                            f"output of all ranks: {tmp / LOG_FILE}")
     shutil.rmtree(tmp, ignore_errors=True)
-    return LaunchResult(Path(result["save_dir"]), metrics_from_dict(result.get("metrics")), result.get("imgsz"),
-                        {k: result.get(k) for k in ("data", "single_cls")})
+    return TrainResult(Path(result["save_dir"]), metrics_from_dict(result.get("metrics")), result.get("imgsz"),
+                       dict(vars(args)))
 
 
 def run_streaming(cmd: list[str], log_file: Path, env: dict | None = None) -> tuple[int, str]:
@@ -240,14 +201,12 @@ def trainer_path(trainer: type | None) -> str | None:
         return None
     module, name = trainer.__module__, trainer.__qualname__
     if module == "__main__" or "<locals>" in name:
-        raise ValueError(f"trainer {name} cannot be imported by the DDP worker processes; define it at the top "
+        raise ConfigError(f"trainer {name} cannot be imported by the DDP worker processes; define it at the top "
                          "level of an importable module (not in __main__ or inside a function)")
     return f"{module}:{name}"
 
 
 def _import_trainer(path: str | None) -> type:
-    from ultralytics.engine.trainer import DetectionTrainer
-
     if not path:
         return DetectionTrainer
     module, _, name = path.partition(":")
@@ -285,8 +244,6 @@ def metrics_from_dict(d: dict | None) -> Any:
     """A DetMetrics from metrics_to_dict's output (curves are not carried over)."""
     if not d:
         return None
-    from ultralytics.evaluation.metrics import DetMetrics
-
     m = DetMetrics({int(k): v for k, v in d["names"].items()})
     m.box.p, m.box.r, m.box.f1 = (np.asarray(d[k], dtype=float) for k in ("p", "r", "f1"))
     m.box.all_ap = np.asarray(d["all_ap"], dtype=float).reshape(-1, 10)
@@ -296,34 +253,34 @@ def metrics_from_dict(d: dict | None) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------- worker side
-def _write_result(file: Path, trainer: Any, done: bool) -> None:
-    yaml_save(file, _plain({"save_dir": str(trainer.save_dir), "done": done, "imgsz": getattr(trainer, "imgsz", None),
-                            "data": trainer.args.data, "single_cls": trainer.args.single_cls,
-                            "metrics": metrics_to_dict(trainer.final_metrics) if done else None}))
+def _write_result(file: Path, result: TrainResult, done: bool) -> None:
+    yaml_save(file, _plain({"save_dir": str(result.save_dir), "done": done, "imgsz": result.imgsz,
+                            "metrics": metrics_to_dict(result.metrics) if done else None}))
 
 
 def worker(run_file: str | Path) -> int:
     """One DDP rank of a launched run: read the run file (safe_load), train, rank 0 reports the result."""
-    import torch
-
     run_file = Path(run_file)
     spec = yaml_load(run_file)
     weights = torch.load(spec["weights"], map_location="cpu", weights_only=True) if spec.get("weights") else None
+    args = IterableSimpleNamespace(**spec["args"])  # the parent's validated config, as it was
+    resume = None
+    if spec.get("resume"):
+        path = Path(spec["resume"])
+        resume = ResumePoint(path, load_checkpoint(path), spec["args"])
     cls = _import_trainer(spec.get("trainer"))
-    trainer = cls(overrides=spec.get("overrides") or {}, model=spec.get("model"), weights=weights)
+    trainer = cls(args, model=spec.get("model"), weights=weights, resume=resume)
     result_file = run_file.with_name(RESULT_FILE)
     if RANK in (-1, 0):
-        _write_result(result_file, trainer, done=False)  # the run folder is known even if training fails
-    trainer.train()
+        _write_result(result_file, trainer.result(), done=False)  # the run folder is known even if training fails
+    result = trainer.train()
     if RANK in (-1, 0):
-        _write_result(result_file, trainer, done=True)
+        _write_result(result_file, result, done=True)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m ultralytics.engine.ddp <run.yaml>` (started by torchrun)."""
-    from torch.distributed.elastic.multiprocessing.errors import record
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1:
         print("usage: torchrun --nproc_per_node N -m ultralytics.engine.ddp <run.yaml>", file=sys.stderr)

@@ -27,8 +27,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from ultralytics.cfg import CfgError, get_cfg
+from ultralytics.cfg import CfgError, IterableSimpleNamespace, get_cfg
+from ultralytics.engine.run_files import get_save_dir
+from ultralytics.nn.modules import BiLevelRoutingAttention, Detect
+from ultralytics.nn.tasks import guess_model_scale
 from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER
+from ultralytics.utils.checks import check_imgsz
+from ultralytics.utils.torch_utils import select_device
+from ultralytics.version import __version__
 
 EXPORT_FORMATS: dict[str, str] = {"torchscript": ".torchscript", "onnx": ".onnx"}  # format → file suffix
 DEFAULT_OPSET = 17
@@ -46,21 +52,8 @@ def check_format(fmt: Any) -> str:
     return name
 
 
-def check_export_imgsz(imgsz: Any, stride: int) -> list[int]:
-    """imgsz (int or [h, w]) → [h, w] rounded up to multiples of the model stride (with a warning)."""
-    size = [int(imgsz)] * 2 if isinstance(imgsz, (int, float)) else [int(v) for v in imgsz]
-    if len(size) == 1:
-        size = size * 2
-    fixed = [max(stride, -(-s // stride) * stride) for s in size]
-    if fixed != size:
-        LOGGER.warning(f"WARNING ⚠️ imgsz={imgsz} must be a multiple of the max stride {stride}; using {fixed}")
-    return fixed
-
-
 def model_file_stem(model: nn.Module) -> str:
     """Name for an exported yaml-built model: its yaml name with the scale letter (yolov8n, yolov8n_BiFormer)."""
-    from ultralytics.nn.tasks import guess_model_scale
-
     y = getattr(model, "yaml", None) or {}
     name = str(y.get("yaml_file") or "model.yaml")
     stem, scale = Path(name).stem, y.get("scale") or ""
@@ -84,17 +77,14 @@ class Exporter:
     """Export one model; configure with default.yaml keys (format, imgsz, batch, opset, dynamic, simplify, half)."""
 
     def __init__(self, cfg: str | Path | dict | None = DEFAULT_CFG_PATH, overrides: dict[str, Any] | None = None):
-        overrides = dict(overrides or {})
-        overrides["mode"] = "export"
-        overrides.setdefault("batch", 1)  # default.yaml's 16 is for training
-        self.args = get_cfg(cfg, overrides)
+        if isinstance(cfg, IterableSimpleNamespace) and not overrides:
+            self.args = cfg  # already the validated config of this run
+        else:
+            self.args = get_cfg(cfg, {**(overrides or {}), "mode": "export"})
         self.format = check_format(self.args.format)
 
     def __call__(self, model: nn.Module, file: str | Path | None = None) -> str:
         """Export `model`; returns the path of the written file."""
-        from ultralytics.nn.modules import BiLevelRoutingAttention, Detect
-        from ultralytics.utils.torch_utils import select_device
-
         args = self.args
         t0 = time.time()
         half = bool(args.half)
@@ -105,15 +95,11 @@ class Exporter:
         if half and device.type != "cuda":
             LOGGER.warning("WARNING ⚠️ half=True export needs a CUDA device (device=0); exporting FP32")
             half = False
-        if args.int8:
-            LOGGER.warning("WARNING ⚠️ int8=True is not supported for torchscript/onnx export; ignored")
-        if args.optimize:
-            LOGGER.warning("WARNING ⚠️ optimize=True (mobile TorchScript) is not supported; ignored")
         if self.format == "torchscript" and args.dynamic:
             LOGGER.warning("WARNING ⚠️ dynamic=True applies to ONNX only; the TorchScript trace has a fixed "
                            "input size")
         stride = int(max(getattr(model, "stride", torch.tensor([32])).tolist()))
-        imgsz = check_export_imgsz(args.imgsz, stride)
+        imgsz = check_imgsz(args.imgsz, stride)
         batch = max(int(args.batch), 1)
         dynamic = bool(args.dynamic) and self.format == "onnx"
 
@@ -149,16 +135,12 @@ class Exporter:
         if file:
             Path(file).parent.mkdir(parents=True, exist_ok=True)
             return Path(file).with_suffix(suffix)
-        from ultralytics.engine.run_files import get_save_dir
-
         save_dir = get_save_dir(self.args.project, self.args.name or "export", self.args.exist_ok)
         save_dir.mkdir(parents=True, exist_ok=True)
         return save_dir / f"{model_file_stem(model)}{suffix}"
 
     def metadata(self, model: nn.Module, imgsz: list[int], batch: int, half: bool, dynamic: bool) -> dict[str, Any]:
         """What AutoBackend needs to run the file (and what a reader wants to know), as plain JSON data."""
-        from ultralytics import __version__
-
         data = self.args.data
         stem = model_file_stem(model)
         return {

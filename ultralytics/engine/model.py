@@ -1,4 +1,9 @@
-"""The YOLO facade: build from a yaml or load one of our checkpoints, then train / val (predict / export later)."""
+"""The YOLO facade: build from a yaml or load a checkpoint or an exported model; train, val, predict, export.
+
+Each mode call is one run: `config(mode, overrides)` makes its validated config once (the edge), and the
+`run_<mode>` methods take that config and hand it to the trainer, validator, predictor or exporter. The `yolo`
+command builds the config itself and calls `run_<mode>` directly.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,21 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ultralytics.cfg import DEFAULT_MODEL, IterableSimpleNamespace, check_cfg, get_cfg
+from ultralytics.checkpoints import (build_model_from_published, load_checkpoint, model_from_checkpoint,
+                                     transfer_weights, weights_of)
+from ultralytics.engine import ddp
+from ultralytics.engine.exporter import Exporter
+from ultralytics.engine.predictor import DetectionPredictor
+from ultralytics.engine.resume import ResumePoint, build_train_config
+from ultralytics.engine.run_files import TrainResult
+from ultralytics.engine.trainer import DetectionTrainer
+from ultralytics.engine.validator import DetectionValidator
+from ultralytics.errors import ConfigError, MissingFileError, UnsupportedError
+from ultralytics.nn.autobackend import AutoBackend
+from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import DEFAULT_CFG_PATH, SETTINGS
+from ultralytics.utils.torch_utils import select_device
 
 # Train keys a checkpoint passes on to later val()/train() calls on the same YOLO object.
 CKPT_ARGS = ("imgsz", "data", "single_cls")
@@ -19,9 +38,9 @@ class YOLO:
 
     task = "detect"
 
-    def __init__(self, model: str | Path = "yolov8n.yaml", task: str | None = None, verbose: bool = False):
+    def __init__(self, model: str | Path = DEFAULT_MODEL, task: str | None = None, verbose: bool = False):
         if task not in (None, "detect"):
-            raise NotImplementedError(f"task={task!r} is not supported: only detect is supported in this release")
+            raise UnsupportedError(f"task={task!r} is not supported: only detect is supported in this release")
         self.model: nn.Module
         self.ckpt: dict | None = None
         self.ckpt_path: str | None = None
@@ -39,27 +58,22 @@ class YOLO:
         elif suffix in (".onnx", ".torchscript"):
             self._load_exported(name)
         else:
-            raise ValueError(f"model={name!r} is neither a model yaml (e.g. yolov8n.yaml, yolov8_BiFormer.yaml) "
+            raise ConfigError(f"model={name!r} is neither a model yaml (e.g. yolov8n.yaml, yolov8_BiFormer.yaml) "
                              "nor a *.pt checkpoint nor an exported *.onnx / *.torchscript file")
 
     def _new(self, cfg: str, verbose: bool) -> None:
-        from ultralytics.nn.tasks import DetectionModel
-
         self.model = DetectionModel(cfg, verbose=verbose)
         self.cfg = cfg
         self.overrides = {"model": cfg}
 
     def _load(self, weights: str) -> None:
-        from ultralytics.utils.checkpoint import load_checkpoint, model_from_checkpoint
-        from ultralytics.utils.published import build_model_from_published
-
         path = Path(weights)
         if not path.is_file():
             alt = Path(SETTINGS["weights_dir"]) / path.name
             if path.parent == Path(".") and alt.is_file():
                 path = alt
             else:
-                raise FileNotFoundError(f"model checkpoint '{weights}' not found; give the path of a *.pt file "
+                raise MissingFileError(f"model checkpoint '{weights}' not found; give the path of a *.pt file "
                                         f"(e.g. runs/detect/train/weights/best.pt) or build a new model from a yaml "
                                         f"(e.g. model=yolov8n.yaml)")
         self.ckpt = load_checkpoint(path)  # ours, or a published checkpoint through the allowlisted reader
@@ -73,26 +87,40 @@ class YOLO:
 
     def _load_exported(self, path: str) -> None:
         """An exported model (ONNX Runtime or TorchScript): predict only."""
-        from ultralytics.nn.autobackend import AutoBackend
-
         self.model = AutoBackend(path)  # clear FileNotFoundError / ValueError inside; names/stride/imgsz from metadata
         self.exported = path
         self.overrides = {"model": path}
 
     def _require_trainable(self, mode: str) -> None:
         if getattr(self, "exported", None):
-            raise ValueError(f"{mode} needs a *.yaml or *.pt model; {self.exported} is an exported model (predict only)")
+            raise ConfigError(f"{mode} needs a *.yaml or *.pt model; {self.exported} is an exported model (predict only)")
 
     # ---------------------------------------------------------------------------------------------------- weights
     def load(self, weights: str | Path | dict | nn.Module) -> YOLO:
         """Transfer every tensor whose name and shape match from `weights` (*.pt, state_dict or model)."""
-        from ultralytics.utils.checkpoint import transfer_weights, weights_of
-
         transfer_weights(self.model, weights_of(weights))
         self._has_weights = True
         if isinstance(weights, (str, Path)):
             self.overrides["pretrained"] = str(weights)
         return self
+
+    # ---------------------------------------------------------------------------------------------------- config
+    def config(self, mode: str, overrides: dict[str, Any] | None = None) -> IterableSimpleNamespace:
+        """The one validated config of a `mode` run on this model: default.yaml < the mode's defaults < what this
+        object carries over from its checkpoint or its last training (imgsz, data, single_cls) < `overrides`."""
+        carried = {k: v for k, v in self.overrides.items() if k in CKPT_ARGS}
+        return get_cfg(carried, {**(overrides or {}), "model": self._source(), "mode": mode})
+
+    def carry_over(self, args: IterableSimpleNamespace, given: set[str]) -> IterableSimpleNamespace:
+        """`args` (a config made elsewhere, e.g. by the `yolo` command) with what this object carries over from its
+        checkpoint (imgsz, data, single_cls) for the keys the user did not give."""
+        carried = {k: v for k, v in self.overrides.items() if k in CKPT_ARGS and k not in given and v is not None}
+        for key, value in check_cfg(carried, " (from the checkpoint)").items():
+            setattr(args, key, value)
+        return args
+
+    def _source(self) -> str | None:
+        return getattr(self, "exported", None) or self.ckpt_path or self.cfg
 
     # ---------------------------------------------------------------------------------------------------- modes
     def train(self, trainer: Any = None, **kwargs: Any) -> Any:
@@ -101,73 +129,73 @@ class YOLO:
         Afterwards this object holds the best model (best.pt) and `ckpt_path` points at it. Several CUDA devices
         (device=0,1,...) outside torchrun start one DDP worker per GPU through torchrun (engine/ddp.py).
         """
-        from ultralytics.engine import ddp
-        from ultralytics.engine.trainer import DetectionTrainer
-
         self._require_trainable("train")
-        overrides = {k: v for k, v in self.overrides.items() if k != "pretrained"}
+        overrides = {k: v for k, v in self.overrides.items() if k in CKPT_ARGS}
         overrides.update(kwargs)
-        overrides["mode"] = "train"
         if overrides.get("resume") is True and self.ckpt_path:
             overrides["resume"] = self.ckpt_path  # `yolo train resume model=.../last.pt` resumes that file
-        overrides["model"] = self.ckpt_path or self.cfg
+        overrides["model"] = self._source()
+        args, resume = build_train_config(DEFAULT_CFG_PATH, overrides)
+        return self.run_train(args, resume, trainer)
+
+    def run_train(self, args: IterableSimpleNamespace, resume: ResumePoint | None = None, trainer: Any = None) -> Any:
+        """Train with a validated config (see `train`); in this process, or with DDP workers for several GPUs."""
         weights = self.model if self._has_weights else None
-        nproc = ddp.processes_to_launch(overrides)
+        nproc = ddp.processes_to_launch(args)
         if nproc:
-            result = ddp.launch(overrides, nproc, model=self.model.yaml, weights=weights, trainer=trainer)
-            self.trainer, self.metrics = None, result.metrics
-            self._adopt_trained(result.best, None, result.args.get("data"), result.imgsz, result.args.get("single_cls"))
-            return self.metrics
-        cls = trainer or DetectionTrainer
-        self.trainer = cls(overrides=overrides, model=self.model.yaml, weights=weights)
-        self.metrics = self.trainer.train()
-        t = self.trainer
-        self._adopt_trained(t.best, t.ema.ema if t.ema is not None else None, t.args.data, t.imgsz, t.args.single_cls)
+            self.trainer = None
+            result = ddp.launch(args, nproc, model=self.model.yaml, weights=weights, trainer=trainer, resume=resume)
+        else:
+            self.trainer = (trainer or DetectionTrainer)(args, model=self.model.yaml, weights=weights, resume=resume)
+            result = self.trainer.train()
+        self._adopt_trained(result)
         return self.metrics
 
-    def _adopt_trained(self, best: Path, ema: nn.Module | None, data: Any, imgsz: Any, single_cls: Any) -> None:
-        """Hold the trained model: best.pt when it exists, else the final EMA model."""
-        from ultralytics.utils.checkpoint import load_checkpoint, model_from_checkpoint
-
-        if best.exists():
-            self.ckpt = load_checkpoint(best)
+    def _adopt_trained(self, result: TrainResult) -> None:
+        """Hold the trained model: best.pt when it exists, else the final EMA model; carry the run's data on."""
+        if result.best.exists():
+            self.ckpt = load_checkpoint(result.best)
             self.model = model_from_checkpoint(self.ckpt)
-            self.ckpt_path = str(best)
-        elif ema is not None:
-            self.model = ema
+            self.ckpt_path = str(result.best)
+        elif result.model is not None:
+            self.model = result.model
         self._has_weights = True
-        self.overrides = {"model": self.ckpt_path or self.cfg, "data": data, "imgsz": imgsz, "single_cls": single_cls}
+        self.metrics = result.metrics
+        self.overrides = {"model": self._source(), "imgsz": result.imgsz,
+                          **{k: result.args.get(k) for k in ("data", "single_cls")}}
 
     def val(self, validator: Any = None, **kwargs: Any) -> Any:
         """Validate on kwargs (data=, split=, imgsz=, batch=, conf=, iou=, ...); returns the DetMetrics."""
-        from ultralytics.cfg import get_cfg
-        from ultralytics.engine.validator import DetectionValidator
+        return self.run_val(self.config("val", kwargs), validator)
 
-        overrides = {**{k: v for k, v in self.overrides.items() if k != "pretrained"}, "rect": True, **kwargs,
-                     "mode": "val"}
-        args = get_cfg(DEFAULT_CFG_PATH, overrides)
-        v = (validator or DetectionValidator)(args)
-        self.metrics = v(model=self.model)
+    def run_val(self, args: IterableSimpleNamespace, validator: Any = None) -> Any:
+        """Validate with a validated config (see `val`)."""
+        self.metrics = (validator or DetectionValidator)(args)(model=self.model)
         return self.metrics
 
     def predict(self, source: Any = None, stream: bool = False, **kwargs: Any) -> Any:
         """Detect objects in `source` (path, folder, glob, video, array, PIL image, tensor or a list);
         returns a list of Results, or a generator of them with stream=True."""
-        from ultralytics.engine.predictor import DetectionPredictor
+        kwargs.pop("source", None)
+        return self.run_predict(self.config("predict", kwargs), source, stream)
 
-        args = {**{k: v for k, v in self.overrides.items() if k in ("imgsz", "data")}, **kwargs}
-        return DetectionPredictor(overrides=args)(source, model=self.model, stream=stream)
+    def run_predict(self, args: IterableSimpleNamespace, source: Any = None, stream: bool = False) -> Any:
+        """Predict with a validated config (see `predict`)."""
+        return DetectionPredictor(args)(source if source is not None else args.source, model=self.model,
+                                        stream=stream)
 
     def __call__(self, source: Any = None, stream: bool = False, **kwargs: Any) -> Any:
         return self.predict(source, stream=stream, **kwargs)
 
     def export(self, **kwargs: Any) -> str:
         """Export to format=onnx or torchscript; returns the path of the exported file."""
-        from ultralytics.engine.exporter import export_model
-
         self._require_trainable("export")
-        args = {**{k: v for k, v in self.overrides.items() if k in ("imgsz", "data")}, **kwargs}
-        return export_model(self.model, self.ckpt_path, **args)
+        return self.run_export(self.config("export", kwargs))
+
+    def run_export(self, args: IterableSimpleNamespace) -> str:
+        """Export with a validated config (see `export`)."""
+        self._require_trainable("export")
+        return Exporter(args)(self.model, self.ckpt_path)
 
     # ---------------------------------------------------------------------------------------------------- model
     def info(self, detailed: bool = False, verbose: bool = True) -> tuple:
@@ -180,8 +208,6 @@ class YOLO:
         return self
 
     def to(self, device: str | torch.device) -> YOLO:
-        from ultralytics.utils.torch_utils import select_device
-
         self.model.to(select_device(device) if not isinstance(device, torch.device) else device)
         return self
 

@@ -20,33 +20,37 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ultralytics.cfg import get_cfg
+from ultralytics.cfg import DEFAULT_CFG_DICT, IterableSimpleNamespace, get_cfg
 from ultralytics.data.augment import LetterBox
 from ultralytics.data.loaders import InferenceSource, SourceItem
 from ultralytics.engine.results import Results
+from ultralytics.engine.run_files import get_save_dir
+from ultralytics.errors import ConfigError, SourceError, UnsupportedError
 from ultralytics.nn.autobackend import AutoBackend
 from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER
+from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.ops import non_max_suppression, scale_boxes
+from ultralytics.utils.torch_utils import select_device
+
 
 # Predict-mode defaults that differ from default.yaml (which holds the training values).
-PREDICT_DEFAULTS: dict[str, Any] = {"conf": 0.25, "batch": 1, "save": False, "rect": True}
-
-
 class DetectionPredictor:
     """Run a detector over a source; configure with default.yaml keys (conf, iou, imgsz, save, ...)."""
 
-    def __init__(self, cfg: str | Path | dict | None = DEFAULT_CFG_PATH, overrides: dict[str, Any] | None = None):
-        overrides = {**PREDICT_DEFAULTS, **(overrides or {}), "mode": "predict"}
-        overrides.pop("source", None)
-        self._imgsz_given = "imgsz" in overrides
-        self.args = get_cfg(cfg, overrides)
-        if self.args.conf is None:
-            self.args.conf = PREDICT_DEFAULTS["conf"]
+    def __init__(self, cfg: str | Path | dict | IterableSimpleNamespace | None = DEFAULT_CFG_PATH,
+                 overrides: dict[str, Any] | None = None):
+        """`cfg` is the validated config of the run (from the YOLO facade), or a yaml/dict merged with `overrides`
+        into one (mode=predict) when the predictor is used on its own."""
+        if isinstance(cfg, IterableSimpleNamespace) and not overrides:
+            self.args = cfg
+        else:
+            overrides = {k: v for k, v in (overrides or {}).items() if k != "source"}
+            self.args = get_cfg(cfg, {**overrides, "mode": "predict"})
         for key in ("augment", "visualize"):
             if self.args.get(key):
-                raise NotImplementedError(f"{key}=True is not supported by predict in this release")
+                raise UnsupportedError(f"{key}=True is not supported by predict in this release")
         if self.args.embed:
-            raise NotImplementedError("embed= (feature vectors) is not supported by predict in this release")
+            raise UnsupportedError("embed= (feature vectors) is not supported by predict in this release")
         self.model: AutoBackend | None = None
         self.save_dir: Path | None = None
         self.imgsz: list[int] = [640, 640]
@@ -57,8 +61,6 @@ class DetectionPredictor:
     # ------------------------------------------------------------------------------------------------ setup
     def setup_model(self, model: str | Path | nn.Module | AutoBackend) -> AutoBackend:
         """Wrap `model` (a .pt/.onnx/.torchscript path, a DetectionModel or an AutoBackend) for inference."""
-        from ultralytics.utils.torch_utils import select_device
-
         if isinstance(model, AutoBackend):
             self.model = model
         else:
@@ -73,22 +75,16 @@ class DetectionPredictor:
         size = [int(v) for v in want] if isinstance(want, (list, tuple)) else [int(want)]
         size = size * 2 if len(size) == 1 else size
         if not m.dynamic and m.imgsz:
-            if size != list(m.imgsz) and self._imgsz_given:
+            if size != list(m.imgsz) and want != DEFAULT_CFG_DICT["imgsz"]:
                 LOGGER.warning(f"WARNING ⚠️ {Path(m.path).name} was exported at imgsz={m.imgsz} and runs only at "
                                f"that size; imgsz={want} ignored")
             return list(m.imgsz)
-        fixed = [max(m.stride, -(-s // m.stride) * m.stride) for s in size]
-        if fixed != size:
-            LOGGER.warning(f"WARNING ⚠️ imgsz={want} must be a multiple of the max stride {m.stride}; "
-                           f"using {fixed}")
-        return fixed
+        return check_imgsz(size, m.stride)
 
     def _setup_save_dir(self) -> Path | None:
         a = self.args
         if not (a.save or a.save_txt or a.save_crop or a.save_frames):
             return None
-        from ultralytics.engine.run_files import get_save_dir
-
         d = Path(a.save_dir) if a.get("save_dir") else get_save_dir(a.project, a.name or "predict", a.exist_ok)
         d.mkdir(parents=True, exist_ok=True)
         if a.save_txt:
@@ -106,7 +102,7 @@ class DetectionPredictor:
         """Generator of Results, one per image / video frame; reads the source lazily (constant memory)."""
         if model is not None or self.model is None:
             if model is None:
-                raise ValueError("no model given: pass model= (a .pt, .onnx or .torchscript file, or a DetectionModel)")
+                raise ConfigError("no model given: pass model= (a .pt, .onnx or .torchscript file, or a DetectionModel)")
             self.setup_model(model)
         src = InferenceSource(source, vid_stride=self.args.vid_stride)  # resolves paths now: errors surface early
         return self._run(src)
@@ -161,10 +157,10 @@ class DetectionPredictor:
             im = torch.stack([it.tensor for it in batch])
             h, w = im.shape[2:]
             if h % m.stride or w % m.stride:
-                raise ValueError(f"tensor source of size {h}x{w} is not a multiple of the model stride {m.stride}; "
+                raise SourceError(f"tensor source of size {h}x{w} is not a multiple of the model stride {m.stride}; "
                                  f"resize it (e.g. to {self.imgsz[0]}x{self.imgsz[1]}) or pass a numpy/PIL image")
             if not m.dynamic and m.imgsz and [h, w] != list(m.imgsz):
-                raise ValueError(f"tensor source of size {h}x{w} does not match the exported model's input "
+                raise SourceError(f"tensor source of size {h}x{w} does not match the exported model's input "
                                  f"{m.imgsz[0]}x{m.imgsz[1]}")
             ratio_pads = [((1.0, 1.0), (0, 0))] * len(batch)
         else:

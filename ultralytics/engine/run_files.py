@@ -1,15 +1,19 @@
-"""The run folder (SPEC §7): its name, results.csv, and finding the newest last.pt to resume."""
+"""The run folder (SPEC §7): its name, results.csv, finding the newest last.pt to resume, and what a finished
+training hands back (`TrainResult`)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn as nn
 
+from ultralytics.errors import MissingFileError
 from ultralytics.utils import SETTINGS, write_atomic
 
 RESULTS_COLUMNS = (
@@ -18,6 +22,30 @@ RESULTS_COLUMNS = (
     "val/dfl_loss", "lr/pg0", "lr/pg1", "lr/pg2",
 )
 LOSS_NAMES = ("box_loss", "cls_loss", "dfl_loss")
+
+
+@dataclass
+class TrainResult:
+    """What one training run hands back, in-process and from DDP workers alike.
+
+    `metrics` is the DetMetrics of the final validation of best.pt (None when nothing was validated), `imgsz` the
+    training size, `args` the run's config as a plain dict, `model` the final EMA model when the run was trained
+    in this process (None under DDP; best.pt holds the weights then).
+    """
+
+    save_dir: Path
+    metrics: Any = None
+    imgsz: int | None = None
+    args: dict = field(default_factory=dict)
+    model: nn.Module | None = None
+
+    @property
+    def best(self) -> Path:
+        return self.save_dir / "weights" / "best.pt"
+
+    @property
+    def last(self) -> Path:
+        return self.save_dir / "weights" / "last.pt"
 
 
 def increment_path(path: str | Path, exist_ok: bool = False) -> Path:
@@ -42,7 +70,7 @@ def find_last_checkpoint(search_dir: str | Path | None = None) -> Path:
     root = Path(search_dir or SETTINGS["runs_dir"])
     found = sorted(root.rglob("last*.pt"), key=os.path.getmtime) if root.exists() else []
     if not found:
-        raise FileNotFoundError(f"resume=True found no last.pt under {root}; pass the checkpoint itself, "
+        raise MissingFileError(f"resume=True found no last.pt under {root}; pass the checkpoint itself, "
                                 "e.g. resume=runs/detect/train/weights/last.pt")
     return found[-1]
 

@@ -1,12 +1,9 @@
-"""DetectionTrainer: one training run from a validated config namespace to a run folder with best.pt.
+"""DetectionTrainer: one training run from its validated config to a run folder with best.pt.
 
 Flow: __init__ (config, resume, device, seeds, dataset, run folder) → train() → _setup_train (model, freeze, AMP,
 loaders, EMA, optimizer, resume state) → epochs (warm-up, accumulate, clip, EMA, NaN guard) → validate → save
-→ final validation of best.pt. Everything that prints, plots or writes runs on rank 0 only (`self.main`).
-
-Under torchrun (WORLD_SIZE > 1) every rank runs this same flow with DistributedDataParallel (docs/distributed.md):
-`batch` is the global batch, split over the ranks; rank 0 alone validates, decides when to stop and writes
-the run folder, and broadcasts its decisions; the other ranks wait for it at barriers/broadcasts.
+→ final validation of best.pt → TrainResult. Printing, plotting and writing run on rank 0 only (`self.main`);
+under torchrun every rank runs this flow with DDP and waits for rank 0's decisions (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -23,29 +20,29 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from ultralytics.cfg import get_cfg
+from ultralytics.cfg import IterableSimpleNamespace
+from ultralytics.checkpoints import (atomic_save, load_checkpoint, make_checkpoint, model_from_checkpoint,
+                                     strip_optimizer, transfer_weights, weights_of)
+from ultralytics.data import build_dataloader, build_yolo_dataset, check_det_dataset
+from ultralytics.detection.loss import DetectionLoss, distributed_normaliser
 from ultralytics.engine import optim
 from ultralytics.engine.amp import check_amp
-from ultralytics.engine.resume import load_resume_point
-from ultralytics.engine.run_files import ResultsCSV, get_save_dir, loss_dict, memory_usage
-from ultralytics.engine.validator import BAR_FORMAT, ConfigView, DetectionValidator
+from ultralytics.engine.resume import ResumePoint, build_train_config
+from ultralytics.engine.run_files import ResultsCSV, TrainResult, get_save_dir, loss_dict, memory_usage
+from ultralytics.engine.step_guard import StepGuard
+from ultralytics.engine.validator import BAR_FORMAT, DetectionValidator
+from ultralytics.errors import ConfigError
+from ultralytics.evaluation.plots import plot_results
+from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, RANK, dist, yaml_save
-from ultralytics.utils.checkpoint import (atomic_save, load_checkpoint, make_checkpoint, model_from_checkpoint,
-                                          transfer_weights, weights_of)
-from ultralytics.detection.loss import DetectionLoss
-from ultralytics.utils.plotting import PLOTS
+from ultralytics.utils.checks import check_imgsz
+from ultralytics.utils.plotting import PlotWorker, plot_images, plot_labels
 from ultralytics.utils.torch_utils import ModelEMA, cuda_device_ids, de_parallel, init_seeds, select_device
 
-DEFAULT_MODEL = "yolov8_BiFormer.yaml"
-DEFAULT_DATA = "shapes.yaml"
 MAX_BAD_STEPS = 10  # consecutive non-finite losses before training stops
 CLIP_NORM = 10.0
 EVENTS = ("on_train_start", "on_train_epoch_start", "on_train_batch_end", "on_train_epoch_end",
           "on_fit_epoch_end", "on_model_save", "on_train_end")
-
-
-class NonFiniteLossError(FloatingPointError, ValueError):
-    """Training stopped because the loss was NaN/inf for too many consecutive batches."""
 
 
 class DetectionTrainer:
@@ -53,15 +50,18 @@ class DetectionTrainer:
     (a module, state_dict, checkpoint dict or *.pt path) transferred by name and shape."""
 
     def __init__(self, cfg: Any = DEFAULT_CFG_PATH, overrides: dict | None = None, model: Any = None,
-                 weights: Any = None, callbacks: dict[str, list[Callable]] | None = None):
-        overrides = dict(overrides or {})
-        self.args = get_cfg(cfg, overrides)
+                 weights: Any = None, callbacks: dict[str, list[Callable]] | None = None,
+                 resume: ResumePoint | None = None):
+        """`cfg` is the run's validated config (from the YOLO facade or a DDP launch, with the `resume` point it
+        continues), or a yaml/dict merged with `overrides` into one when the trainer is used on its own."""
+        if isinstance(cfg, IterableSimpleNamespace) and not overrides:
+            self.args, point = cfg, resume
+        else:
+            self.args, point = build_train_config(cfg, overrides)
         self.callbacks: dict[str, list[Callable]] = {e: list((callbacks or {}).get(e, [])) for e in EVENTS}
         self.main = RANK in (-1, 0)
         self.resume_ckpt: dict | None = None
-        if self.args.resume:
-            point = load_resume_point(self.args.resume, overrides)
-            self.args = get_cfg(point.args)
+        if point is not None:
             self.resume_ckpt, self.resume_path, resume_dir = point.ckpt, point.path, point.save_dir
             LOGGER.info(f"Resuming training from {point.path} at epoch {point.ckpt['epoch'] + 2} of {self.args.epochs}")
         self.model_cfg, self.weights = model, weights
@@ -70,13 +70,13 @@ class DetectionTrainer:
             self.args.batch = 16
         env = dist.dist_env()
         if not env.launched and len(cuda_device_ids(self.args.device)) > 1:
-            raise ValueError(f"device={self.args.device} trains with one process per GPU (DDP): start it with "
+            raise ConfigError(f"device={self.args.device} trains with one process per GPU (DDP): start it with "
                              "YOLO(...).train(...), `yolo train` or torchrun; DetectionTrainer runs one process")
         self.world_size = env.world_size
         self.rank = RANK if env.distributed else -1  # the dataloader's rank: -1 = no DistributedSampler
         self.device = select_device(self.args.device, self.args.batch, local_rank=env.local_rank)
         if self.args.batch % self.world_size:
-            raise ValueError(f"batch={self.args.batch} is the global batch and must be a multiple of the "
+            raise ConfigError(f"batch={self.args.batch} is the global batch and must be a multiple of the "
                              f"{self.world_size} DDP processes, e.g. batch={self.world_size * 8}")
         self._owns_pg = dist.init_process_group(self.device, env) if env.distributed else False
         try:
@@ -100,6 +100,7 @@ class DetectionTrainer:
         self.epochs, self.start_epoch, self.epoch = self.args.epochs, 0, 0
         self.batch_size = self.args.batch
         self.csv = ResultsCSV(self.save_dir / "results.csv")
+        self.plotter = PlotWorker()  # this run's plot thread, lent to its validator
         self.model: nn.Module | None = None
         self.ema: ModelEMA | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -108,16 +109,12 @@ class DetectionTrainer:
         self.final_metrics: Any = None
         self.fitness: float | None = None
         self.best_fitness: float | None = None
-        self.best_epoch = 0
-        self.is_best = False
+        self.best_epoch, self.is_best = 0, False
         self.tloss: torch.Tensor | None = None
         self.lr: dict[str, float] = {}
-        self.amp = False
-        self.stop = False
-        self.finished = False
-        self.bad_steps = 0
+        self.amp = self.stop = False
+        self.guard = StepGuard(MAX_BAD_STEPS)
 
-    # ---------------------------------------------------------------------------------------------------- setup
     def add_callback(self, event: str, fn: Callable) -> None:
         """Call fn(trainer) at `event` (one of EVENTS)."""
         if event not in self.callbacks:
@@ -129,11 +126,6 @@ class DetectionTrainer:
             fn(self)
 
     def _get_dataset(self) -> dict:
-        from ultralytics.data import check_det_dataset
-
-        if self.args.data in (None, ""):
-            LOGGER.warning(f"WARNING ⚠️ no dataset given, training on data={DEFAULT_DATA} (the offline dataset)")
-            self.args.data = DEFAULT_DATA
         data = check_det_dataset(self.args.data)
         if self.args.single_cls:
             data = {**data, "names": {0: "item"}, "nc": 1}
@@ -141,14 +133,12 @@ class DetectionTrainer:
 
     def get_model(self) -> nn.Module:
         """The DetectionModel to train: nc and names from the dataset, weights transferred where they fit."""
-        from ultralytics.nn.tasks import DetectionModel
-
         verbose = self.args.verbose and self.main
         weights = self.weights
         if self.resume_ckpt is not None:
             cfg, weights = self.resume_ckpt["model_yaml"], None
         else:
-            cfg = self.model_cfg if self.model_cfg is not None else (self.args.model or DEFAULT_MODEL)
+            cfg = self.model_cfg if self.model_cfg is not None else self.args.model
             if isinstance(cfg, (str, Path)) and str(cfg).endswith(".pt"):
                 ckpt = load_checkpoint(cfg)
                 cfg, weights = ckpt["model_yaml"], weights if weights is not None else ckpt
@@ -163,47 +153,33 @@ class DetectionTrainer:
         model.args = self.args
         return model
 
+    def get_validator(self) -> DetectionValidator:
+        """The validator of the epochs (it draws in this run's plot thread)."""
+        return DetectionValidator(self.args, save_dir=self.save_dir, plotter=self.plotter)
+
     def freeze_layers(self, model: nn.Module) -> list[str]:
         """Freeze `freeze` (first N layers, or listed indices) by the name prefix model.{i}.; DFL always."""
-        f = self.args.freeze
-        layers = list(range(f)) if isinstance(f, int) else list(f or [])
-        prefixes = tuple(f"model.{i}." for i in layers)
-        frozen = []
-        for name, p in model.named_parameters():
-            if name.startswith(prefixes) or ".dfl" in name:
-                p.requires_grad_(False)
-                frozen.append(name)
-            elif not p.requires_grad and p.dtype.is_floating_point:
-                p.requires_grad_(True)
-        if layers and self.main:
-            LOGGER.info(f"Freezing layers {layers} ({len(frozen)} tensors incl. the DFL)")
-        return frozen
+        return optim.freeze_layers(model, self.args.freeze, verbose=self.main)
 
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """DistributedDataParallel (and SyncBatchNorm with sync_bn=True on CUDA) under DDP; else the model."""
         return dist.wrap_ddp(model, self.device, sync_bn=bool(self.args.sync_bn)) if self.world_size > 1 else model
 
-    def get_dataloader(self, img_path: Any, batch: int, mode: str = "train", rank: int = -1) -> Any:
-        from ultralytics.data import build_dataloader, build_yolo_dataset
-
-        rect = mode == "val" or (self.args.rect and rank == -1)  # DDP ranks take interleaved images: no rect
-        if mode == "train" and self.args.rect and rank != -1 and self.main:
+    def build_dataset(self, img_path: Any, mode: str = "train", batch: int | None = None) -> Any:
+        """The dataset of a split: augmented for train, rect letterboxed batches for val (and for train with
+        rect=True in one process; DDP ranks take interleaved images, so they train with square batches)."""
+        rect = mode == "val" or (self.args.rect and self.rank == -1)
+        if mode == "train" and self.args.rect and self.rank != -1 and self.main:
             LOGGER.warning("WARNING ⚠️ rect=True is not used for DDP training (each rank's images would need "
                            "different rect shapes); training with square batches, validation stays rect")
-        cfg = ConfigView(self.args, imgsz=self.imgsz, rect=rect)
-        dataset = build_yolo_dataset(cfg, img_path, batch, self.data, mode=mode, rect=rect, stride=self.stride)
-        shuffle = mode == "train" and not rect
-        return build_dataloader(dataset, batch, self.args.workers, shuffle=shuffle, rank=rank, seed=self.args.seed)
+        return build_yolo_dataset(self.args, img_path, batch or self.batch_size, self.data, mode=mode, rect=rect,
+                                  stride=self.stride, imgsz=self.imgsz)
 
-    def _check_imgsz(self, stride: int) -> int:
-        imgsz = self.args.imgsz
-        if isinstance(imgsz, (list, tuple)):
-            LOGGER.warning(f"WARNING ⚠️ training needs a square imgsz; using imgsz={max(imgsz)} instead of {imgsz}")
-            imgsz = max(imgsz)
-        new = max(math.ceil(imgsz / stride) * stride, stride)
-        if new != imgsz:
-            LOGGER.warning(f"WARNING ⚠️ imgsz={imgsz} must be a multiple of the max stride {stride}; using {new}")
-        return new
+    def get_dataloader(self, img_path: Any, batch: int, mode: str = "train", rank: int = -1) -> Any:
+        """A seeded loader over `build_dataset(img_path, mode, batch)`; shuffled for square training batches."""
+        dataset = self.build_dataset(img_path, mode, batch)
+        shuffle = mode == "train" and not dataset.rect
+        return build_dataloader(dataset, batch, self.args.workers, shuffle=shuffle, rank=rank, seed=self.args.seed)
 
     def _setup_train(self) -> None:
         self.model = self.get_model().to(self.device)
@@ -212,7 +188,7 @@ class DetectionTrainer:
         self.amp = bool(dist.broadcast_object(self.amp))  # rank 0's check decides for all ranks
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.stride = max(int(self.model.stride.max()), 32)
-        self.imgsz = self._check_imgsz(self.stride)
+        self.imgsz = check_imgsz(self.args.imgsz, self.stride, square=True)
         self.model = self.wrap_model(self.model)
         rank_batch = self.batch_size // self.world_size
         with dist.rank_zero_first(self.rank):  # rank 0 writes the label cache, the others then read it
@@ -220,15 +196,14 @@ class DetectionTrainer:
         if self.main:
             val_path = self.data.get("val") or self.data.get("test")
             self.val_loader = self.get_dataloader(val_path, rank_batch * 2, "val")
-            self.validator = DetectionValidator(self.args, self.val_loader, self.save_dir)
+            self.validator = self.get_validator()
             self.ema = ModelEMA(self.model)
             if self.args.plots and self.resume_ckpt is None:
-                PLOTS.hold()  # drawn after the first epoch's batch loop, not during it
+                self.plotter.hold()  # drawn after the first epoch's batch loop, not during it
                 self.plot_labels()
         if self.world_size > 1:  # after the EMA copy: the EMA model's criterion (rank-0 validation) must not reduce
             m = de_parallel(self.model)
-            m.criterion = DetectionLoss(m)
-            m.criterion.reduce_over_ranks = True
+            m.criterion = DetectionLoss.from_model(m, normaliser=distributed_normaliser)
         self.accumulate = optim.accumulate_steps(self.batch_size, self.args.nbs)
         decay = optim.scaled_weight_decay(self.args.weight_decay, self.batch_size, self.accumulate, self.args.nbs)
         iterations = optim.optimizer_iterations(len(self.train_loader.dataset), self.batch_size, self.args.nbs,
@@ -262,11 +237,11 @@ class DetectionTrainer:
         if self.main:
             self.csv.load(keep_epochs=self.start_epoch)
         if self.start_epoch >= self.epochs:
-            raise ValueError(f"{self.resume_path} completed all {self.epochs} epochs; nothing to resume")
+            raise ConfigError(f"{self.resume_path} completed all {self.epochs} epochs; nothing to resume")
 
-    # ---------------------------------------------------------------------------------------------------- training
-    def train(self) -> Any:
-        """Run the training; returns the metrics of the final validation of best.pt (None on ranks > 0)."""
+    def train(self) -> TrainResult:
+        """Run the training; returns the run folder, the metrics of the final validation of best.pt (None on
+        ranks > 0), the training size, the config and the final EMA model."""
         try:
             self._setup_train()
             self._train_epochs()
@@ -283,7 +258,12 @@ class DetectionTrainer:
                 self.plot_results()
             self._close_loaders()
             self._shutdown()
-        return self.final_metrics
+        return self.result()
+
+    def result(self) -> TrainResult:
+        """What this run hands back so far (the facade and the DDP launcher read this, not the trainer)."""
+        return TrainResult(self.save_dir, self.final_metrics, getattr(self, "imgsz", None), dict(vars(self.args)),
+                           self.ema.ema if self.ema is not None else None)
 
     def _shutdown(self) -> None:
         """Destroy the process group this trainer created (on success, error and Ctrl-C alike)."""
@@ -317,7 +297,7 @@ class DetectionTrainer:
                 g["lr"] = g["initial_lr"] * self.lf(epoch)
             self.tloss = None
             bar = self._progress_bar(nb)
-            PLOTS.hold()  # plots queued by this loop are drawn after it (ultralytics/utils/plotting.py)
+            self.plotter.hold()  # plots queued by this loop are drawn after it (ultralytics/utils/plotting.py)
             for i, batch in bar:
                 ni = i + nb * epoch
                 if ni <= nw:
@@ -333,7 +313,7 @@ class DetectionTrainer:
                     items, finite = dist.reduce_loss_items(loss, items)  # mean over ranks; all skip or none
                     if not self._loss_is_finite(loss, epoch, i, finite):
                         continue
-                    # x world_size: DDP averages the rank gradients (see DetectionLoss.normaliser)
+                    # x world_size: DDP averages the rank gradients (see ultralytics.detection.loss.distributed_normaliser)
                     self.scaler.scale(loss * self.world_size).backward()
                 self.tloss = items if self.tloss is None else (self.tloss * i + items) / (i + 1)
                 if step:
@@ -344,7 +324,7 @@ class DetectionTrainer:
                     if self.args.plots and ni < 3:
                         self.plot_training_samples(batch, ni)
                 self.run_callbacks("on_train_batch_end")
-            PLOTS.release()
+            self.plotter.release()
             self.lr = {f"lr/pg{j}": float(g["lr"]) for j, g in enumerate(self.optimizer.param_groups)}
             dist.broadcast_buffers(de_parallel(self.model))  # rank 0's BN statistics (the checkpoint's) on all ranks
             self.run_callbacks("on_train_epoch_end")
@@ -364,7 +344,6 @@ class DetectionTrainer:
                 LOGGER.info(f"Time limit of {self.args.time} hours reached after epoch {epoch + 1}; stopping")
             if self.stop:
                 break
-        self.epochs_done = epoch + 1 - self.start_epoch
         if self.main:
             LOGGER.info(f"\n{epoch + 1 - self.start_epoch} epochs completed in {(time.time() - t_start) / 3600:.3f} "
                         f"hours (run now at epoch {epoch + 1}/{self.epochs}).")
@@ -383,24 +362,23 @@ class DetectionTrainer:
         return batch
 
     def _loss_is_finite(self, loss: torch.Tensor, epoch: int, i: int, finite: bool | None = None) -> bool:
-        """NaN/inf guard: skip the batch with a warning; stop after MAX_BAD_STEPS in a row.
-
-        `finite` (DDP) is the verdict over all ranks, so that every rank skips the same batches.
-        """
+        """Skip a NaN/inf loss (stopping after MAX_BAD_STEPS in a row); `finite` (DDP) is the verdict over all ranks,
+        so that every rank skips the same batches."""
         if (bool(torch.isfinite(loss).all()) if finite is None else finite):
-            self.bad_steps = 0
+            self.guard.ok()
             return True
         where = " on some DDP rank" if self.world_size > 1 else ""
         self._bad_step(f"non-finite loss{where} ({float(loss.detach().sum())}) at epoch {epoch + 1} batch {i + 1}")
         return False
 
     def _bad_step(self, what: str) -> None:
-        self.bad_steps += 1
-        LOGGER.warning(f"WARNING ⚠️ {what}; skipping this optimizer step ({self.bad_steps}/{MAX_BAD_STEPS})")
-        if self.bad_steps >= MAX_BAD_STEPS:
-            raise NonFiniteLossError(
-                f"training stopped: loss or gradients were NaN/inf for {MAX_BAD_STEPS} consecutive batches. Try a "
-                f"lower lr0 (now {self.args.lr0}), amp=False, or check the labels; the last good epoch is in {self.last}")
+        self.guard.bad(what, f"Try a lower lr0 (now {self.args.lr0}), amp=False, or check the labels; the last good "
+                             f"epoch is in {self.last}")
+
+    @property
+    def bad_steps(self) -> int:
+        """Consecutive non-finite steps so far."""
+        return self.guard.bad_steps
 
     def optimizer_step(self) -> None:
         """Unscale, clip the gradient norm at 10, step (skipped when the gradients are not finite), EMA update."""
@@ -417,24 +395,24 @@ class DetectionTrainer:
             self.ema.update(self.model)
 
     def _close_mosaic(self) -> None:
-        dataset = self.train_loader.dataset
         if getattr(self, "_mosaic_closed", False):
             return
         self._mosaic_closed = True
         if self.main:
             LOGGER.info("Closing dataloader mosaic")
-        dataset.close_mosaic(hyp=ConfigView(self.args, imgsz=self.imgsz))
+        self.train_loader.dataset.close_mosaic(hyp=self.args)
         if hasattr(self.train_loader, "reset"):
             self.train_loader.reset()
 
     def _validate(self, final: bool) -> None:
         """Validate the EMA model (every epoch when val=True, else only at the end) and track the best fitness."""
         if self.ema is not None:
-            self.ema.update_attr(de_parallel(self.model), include=("yaml", "nc", "args", "names", "stride"))
+            self.ema.copy_attributes(de_parallel(self.model), ("yaml", "nc", "args", "names", "stride"))
         if self.args.val or final:
-            results = self.validator(self)
-            self.fitness = float(results.pop("fitness"))
-            self.metrics = results
+            model = self.ema.ema if self.ema is not None else de_parallel(self.model)
+            metrics = self.validator.run(model, self.val_loader, self.device, self.data["names"], compute_loss=True)
+            self.fitness = float(metrics.fitness)
+            self.metrics = {**{k: v for k, v in metrics.results_dict.items() if k != "fitness"}, **metrics.losses}
         else:
             self.fitness = -float(self.tloss.sum()) if self.tloss is not None else None
             self.metrics = {**{k: v for k, v in self.metrics.items() if k.startswith("metrics/")},
@@ -444,19 +422,17 @@ class DetectionTrainer:
             self.best_fitness, self.best_epoch = self.fitness, self.epoch
 
     def _patience_exceeded(self, epoch: int) -> bool:
-        if not self.args.patience or epoch - self.best_epoch < self.args.patience:
-            return False
-        LOGGER.info(f"Stopping training early: no improvement in the last {self.args.patience} epochs; best results "
-                    f"were at epoch {self.best_epoch + 1} (patience={self.args.patience})")
-        return True
+        stop = bool(self.args.patience) and epoch - self.best_epoch >= self.args.patience
+        if stop:
+            LOGGER.info(f"Stopping training early: no improvement in the last {self.args.patience} epochs; best "
+                        f"results were at epoch {self.best_epoch + 1} (patience={self.args.patience})")
+        return stop
 
-    # ---------------------------------------------------------------------------------------------------- saving
     def save_model(self, finished: bool = False) -> None:
         """last.pt every epoch (atomically), best.pt when fitness improved, epoch{N}.pt every save_period."""
         ckpt = make_checkpoint(de_parallel(self.model), self.ema.ema if self.ema else None, epoch=self.epoch,
                                best_fitness=self.best_fitness, updates=self.ema.updates if self.ema else 0,
-                               optimizer=None if finished else self.optimizer.state_dict(),
-                               train_args=vars(self.args),
+                               optimizer=None if finished else self.optimizer.state_dict(), train_args=vars(self.args),
                                train_metrics={**self.metrics, "fitness": self.fitness}, finished=finished)
         ckpt["best_epoch"] = self.best_epoch
         atomic_save(ckpt, self.last)
@@ -470,23 +446,19 @@ class DetectionTrainer:
         """Mark best.pt finished (optimizer stripped) and validate it; summary of where the results are."""
         model = None
         if self.best.exists():
-            ckpt = load_checkpoint(self.best)
-            if ckpt.get("optimizer") is not None or not ckpt.get("finished"):
-                ckpt.update(optimizer=None, finished=True)
-                atomic_save(ckpt, self.best)
-            model = model_from_checkpoint(ckpt)
+            model = model_from_checkpoint(strip_optimizer(self.best))
             LOGGER.info(f"\nValidating {self.best}...")
         elif self.ema is not None:
             model = deepcopy(self.ema.ema)
             LOGGER.info("\nValidating the final EMA model (no best.pt was saved)...")
         if model is not None:
-            validator = DetectionValidator(self.args, self.val_loader, self.save_dir)
-            self.final_metrics = validator(model=model.to(self.device))
+            validator = DetectionValidator(self.args, save_dir=self.save_dir, plotter=self.plotter)
+            self.final_metrics = validator.run(model.to(self.device).float(), self.val_loader, self.device,
+                                               self.data["names"], plots=self.args.plots, data=self.data)
         LOGGER.info(f"Results saved to {self.save_dir}")
         if self.args.save:
             LOGGER.info(f"Weights: {self.last} (last), {self.best} (best)")
 
-    # ---------------------------------------------------------------------------------------------------- output
     def _progress_bar(self, nb: int):
         if self.main:
             mem = "GPU_mem" if self.device.type == "cuda" else "CPU_mem"
@@ -501,32 +473,25 @@ class DetectionTrainer:
 
     def plot_training_samples(self, batch: dict, ni: int) -> None:
         """Queue train_batch{ni}.jpg (drawn by the plot thread from copies of the batch)."""
-        from ultralytics.utils.plotting import plot_images
-
         sample = {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else list(v)) for k, v in batch.items()
                   if k in ("img", "cls", "bboxes", "batch_idx", "im_file")}
-        PLOTS.submit(plot_images, sample, self.save_dir / f"train_batch{ni}.jpg", names=dict(self.data["names"]))
+        self.plotter.submit(plot_images, sample, self.save_dir / f"train_batch{ni}.jpg", names=dict(self.data["names"]))
 
     def plot_labels(self) -> None:
         """Queue labels.jpg, the overview of the training labels."""
-        from ultralytics.utils.plotting import plot_labels
-
         cls, boxes = self.train_loader.dataset.label_arrays()
-        PLOTS.submit(plot_labels, boxes, cls, dict(self.data["names"]), self.save_dir)
+        self.plotter.submit(plot_labels, boxes, cls, dict(self.data["names"]), self.save_dir)
 
     def plot_results(self) -> None:
         """Queue results.png from results.csv and wait for every queued plot of the run."""
-        from ultralytics.evaluation.plots import plot_results
-
         if self.args.plots and self.csv.file.is_file():
-            PLOTS.submit(plot_results, self.csv.file)
-        PLOTS.wait()
+            self.plotter.submit(plot_results, self.csv.file)
+        self.plotter.wait()
 
     def _close_loaders(self) -> None:
-        for name in ("train_loader", "val_loader"):
-            loader = getattr(self, name, None)
-            if loader is not None and hasattr(loader, "reset"):
+        for loader in (getattr(self, "train_loader", None), getattr(self, "val_loader", None)):
+            if hasattr(loader, "reset"):
                 loader.reset()
 
 
-__all__ = ["DetectionTrainer", "NonFiniteLossError"]
+__all__ = ["DetectionTrainer"]

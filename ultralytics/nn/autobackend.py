@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import yaml
 
+from ultralytics.checkpoints import build_model_from_published, load_checkpoint, model_from_checkpoint
+from ultralytics.errors import ConfigError, MissingFileError
 from ultralytics.utils import LOGGER
 
 BACKENDS = {".pt": "pt", ".onnx": "onnx", ".torchscript": "torchscript"}
@@ -83,10 +85,10 @@ class AutoBackend(nn.Module):
             self.path = str(weights)
             suffix = Path(self.path).suffix.lower()
             if suffix not in BACKENDS:
-                raise ValueError(f"model '{self.path}' has an unsupported type '{suffix}'; supported model files are "
+                raise ConfigError(f"model '{self.path}' has an unsupported type '{suffix}'; supported model files are "
                                  f"{', '.join(BACKENDS)}")
             if not Path(self.path).is_file():
-                raise FileNotFoundError(f"model file '{self.path}' not found")
+                raise MissingFileError(f"model file '{self.path}' not found")
             self.backend = BACKENDS[suffix]
             getattr(self, f"_init_{self.backend}")(fuse)
         self.names: dict[int, str] = self.metadata.get("names") or {}
@@ -98,12 +100,8 @@ class AutoBackend(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ loaders
     def _init_pt(self, fuse: bool) -> None:
-        from ultralytics.utils.checkpoint import load_checkpoint, model_from_checkpoint
-
         ckpt = load_checkpoint(self.path)  # ours, or a published one through the allowlisted reader
         if ckpt.get("source") == "published":
-            from ultralytics.utils.published import build_model_from_published
-
             model = build_model_from_published(ckpt)
         else:
             model = model_from_checkpoint(ckpt)

@@ -13,16 +13,15 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from ultralytics.nn.modules import (C2f, C3, SPPF, BiLevelRoutingAttention, Bottleneck, Concat, Conv, Detect,
-                                    DWConv)
+from ultralytics.cfg import DEFAULT_MODEL
+from ultralytics.detection.loss import DetectionLoss
+from ultralytics.errors import MissingFileError, ModelConfigError, UnsupportedError
+from ultralytics.nn.modules import C3, SPPF, BiLevelRoutingAttention, Bottleneck, C2f, Concat, Conv, Detect, DWConv
 from ultralytics.utils import CFG_DIR, LOGGER, yaml_load
 from ultralytics.utils.ops import make_divisible
+from ultralytics.utils.torch_utils import fuse_conv_and_bn, model_info
 
 MODEL_DIR = CFG_DIR / "models"
-
-
-class ModelConfigError(ValueError):
-    """A model YAML that cannot be built; the message names the file/row and the fix."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -162,6 +161,11 @@ def _activation(act: Any, where: str):
         Conv.default_act = saved
 
 
+def _summary_row(layer: Any, inputs: Any, repeats: Any, params: Any, module: str, args: Any) -> str:
+    """One line of the layer table parse_model prints: index, input layers, repeats, parameters, module, arguments."""
+    return f"{layer!s:>5} | {inputs!s:<12} | {repeats!s:>7} | {params!s:>10} | {module:<24} | {args!s}"
+
+
 def parse_model(d: dict, ch: int, verbose: bool = True) -> tuple[nn.Sequential, list[int]]:
     """Build the layers of a model YAML dict; returns (nn.Sequential of layers, sorted list of saved outputs)."""
     name = d.get("yaml_file", "model yaml")
@@ -182,7 +186,7 @@ def parse_model(d: dict, ch: int, verbose: bool = True) -> tuple[nn.Sequential, 
         depth, width, max_channels = scales[scale]
 
     if verbose:
-        LOGGER.info(f"\n{'':>3}{'from':>20}{'n':>3}{'params':>10}  {'module':<45}{'arguments':<30}")
+        LOGGER.info("\n" + _summary_row("layer", "inputs", "repeats", "parameters", "module", "arguments"))
     chs = [ch]
     layers, save = [], []
     rows = d["backbone"] + d["head"]
@@ -204,7 +208,7 @@ def parse_model(d: dict, ch: int, verbose: bool = True) -> tuple[nn.Sequential, 
             module.i, module.f, module.type = i, f, m_name
             module.np = sum(p.numel() for p in module.parameters())
             if verbose:
-                LOGGER.info(f"{i:>3}{str(f):>20}{n:>3}{module.np:10.0f}  {m_name:<45}{str(args):<30}")
+                LOGGER.info(_summary_row(i, f, n, f"{module.np:,}", m_name, args))
             save.extend(x % i for x in _as_list(f) if x != -1)
             layers.append(module)
             if i == 0:
@@ -237,7 +241,7 @@ def find_model_yaml(name: str | Path) -> Path:
         if hits:
             return hits[0]
     packaged = ", ".join(sorted(p.name for p in MODEL_DIR.rglob("*.yaml")))
-    raise FileNotFoundError(f"model config {str(name)!r} not found as a path nor among the packaged models "
+    raise MissingFileError(f"model config {str(name)!r} not found as a path nor among the packaged models "
                             f"({packaged}); a scale letter may follow 'yolov8', e.g. yolov8s_BiFormer.yaml")
 
 
@@ -274,7 +278,7 @@ def yaml_model_load(path: str | Path) -> dict:
 class DetectionModel(nn.Module):
     """A YOLOv8 detector built from a YAML file or dict."""
 
-    def __init__(self, cfg: str | Path | dict = "yolov8n.yaml", ch: int = 3, nc: int | None = None,
+    def __init__(self, cfg: str | Path | dict = DEFAULT_MODEL, ch: int = 3, nc: int | None = None,
                  verbose: bool = True):
         super().__init__()
         self.yaml = deepcopy(cfg) if isinstance(cfg, dict) else yaml_model_load(cfg)
@@ -316,7 +320,7 @@ class DetectionModel(nn.Module):
 
     def predict(self, x: torch.Tensor, augment: bool = False) -> Any:
         if augment:
-            raise NotImplementedError("test-time augmentation (augment=True) is not supported yet")
+            raise UnsupportedError("test-time augmentation (augment=True) is not supported yet")
         stride = getattr(self, "stride", None)
         tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
         if stride is not None and x.dim() == 4 and not tracing:
@@ -338,17 +342,13 @@ class DetectionModel(nn.Module):
     def loss(self, batch: dict, preds: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Detection loss of a batch (computes predictions when not given)."""
         if self.criterion is None:
-            from ultralytics.detection.loss import DetectionLoss
-
-            self.criterion = DetectionLoss(self)
+            self.criterion = DetectionLoss.from_model(self)
         if preds is None:
             preds = self.predict(batch["img"])
         return self.criterion(preds, batch)
 
     def fuse(self, verbose: bool = True) -> DetectionModel:
         """Fold every Conv's BatchNorm into its convolution (inference speed-up; outputs unchanged)."""
-        from ultralytics.utils.torch_utils import fuse_conv_and_bn
-
         for m in self.model.modules():
             if isinstance(m, Conv) and hasattr(m, "bn"):
                 m.conv = fuse_conv_and_bn(m.conv, m.bn)
@@ -363,8 +363,6 @@ class DetectionModel(nn.Module):
 
     def info(self, detailed: bool = False, verbose: bool = True, imgsz: int = 640) -> tuple[int, int, int, float]:
         """Print and return (layers, parameters, gradients, GFLOPs at imgsz)."""
-        from ultralytics.utils.torch_utils import model_info
-
         return model_info(self, detailed=detailed, verbose=verbose, imgsz=imgsz)
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from ultralytics.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]  # the `ultralytics` package folder
 CFG_DIR = ROOT / "cfg"
 DEFAULT_CFG_PATH = CFG_DIR / "default.yaml"
@@ -45,7 +47,7 @@ def yaml_load(file: str | Path) -> dict:
     with open(file, encoding="utf-8", errors="replace") as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{file}: expected a YAML mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(f"{file}: expected a YAML mapping at the top level, got {type(data).__name__}")
     return data
 
 

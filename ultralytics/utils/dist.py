@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from ultralytics.errors import ConfigError
 from ultralytics.utils import LOGGER
 
 ENV_TIMEOUT = "ULTRALYTICS_DDP_TIMEOUT"  # seconds a collective may wait for the other ranks
@@ -48,7 +49,7 @@ def _env_int(env: Mapping[str, str], key: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"environment variable {key}={value!r} must be an integer (torchrun sets it)") from None
+        raise ConfigError(f"environment variable {key}={value!r} must be an integer (torchrun sets it)") from None
 
 
 def dist_env(environ: Mapping[str, str] | None = None) -> DistEnv:
@@ -59,7 +60,7 @@ def dist_env(environ: Mapping[str, str] | None = None) -> DistEnv:
     local_rank = _env_int(env, "LOCAL_RANK", -1 if rank < 0 else rank)
     local_world = _env_int(env, "LOCAL_WORLD_SIZE", world)
     if world < 1 or (rank >= 0 and not 0 <= rank < world) or (rank >= 0 and local_rank < 0):
-        raise ValueError(f"inconsistent DDP environment RANK={rank} LOCAL_RANK={local_rank} WORLD_SIZE={world}; "
+        raise ConfigError(f"inconsistent DDP environment RANK={rank} LOCAL_RANK={local_rank} WORLD_SIZE={world}; "
                          "start the workers with torchrun")
     return DistEnv(rank, local_rank, world, local_world)
 
@@ -78,7 +79,7 @@ def ddp_timeout(environ: Mapping[str, str] | None = None) -> timedelta:
     except ValueError:
         seconds = -1.0
     if not seconds > 0:
-        raise ValueError(f"{ENV_TIMEOUT}={text!r} must be a positive number of seconds, e.g. {ENV_TIMEOUT}=1800")
+        raise ConfigError(f"{ENV_TIMEOUT}={text!r} must be a positive number of seconds, e.g. {ENV_TIMEOUT}=1800")
     return timedelta(seconds=seconds)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ultralytics.errors import ModelConfigError, UnsupportedError
+
 from .bra_ops import KV_DOWNSAMPLE_MODES, bra_attention
 from .conv import Conv
 
@@ -145,18 +147,18 @@ class ZeroLePE(nn.Module):
 
 def _kv_downsampler(mode: str, kv_per_win: int | None, ratio: int | None) -> nn.Module:
     if mode not in KV_DOWNSAMPLE_MODES:
-        raise ValueError(f"BiLevelRoutingAttention: kv_downsample_mode={mode!r} is not supported; "
+        raise ModelConfigError(f"BiLevelRoutingAttention: kv_downsample_mode={mode!r} is not supported; "
                          f"choose one of {sorted(KV_DOWNSAMPLE_MODES)}")
     if mode in {"fracpool", "conv"}:
-        raise NotImplementedError(f"BiLevelRoutingAttention: kv_downsample_mode={mode!r} is left unimplemented by "
+        raise UnsupportedError(f"BiLevelRoutingAttention: kv_downsample_mode={mode!r} is left unimplemented by "
                                   "BiFormer; use 'identity', 'avgpool', 'maxpool', 'ada_avgpool' or 'ada_maxpool'")
     if mode in {"ada_avgpool", "ada_maxpool"}:
         if not kv_per_win or kv_per_win < 1:
-            raise ValueError(f"BiLevelRoutingAttention: kv_downsample_mode={mode!r} needs kv_per_win >= 1")
+            raise ModelConfigError(f"BiLevelRoutingAttention: kv_downsample_mode={mode!r} needs kv_per_win >= 1")
         return (nn.AdaptiveAvgPool2d if mode == "ada_avgpool" else nn.AdaptiveMaxPool2d)(kv_per_win)
     if mode in {"avgpool", "maxpool"}:
         if not ratio or ratio < 1:
-            raise ValueError(f"BiLevelRoutingAttention: kv_downsample_mode={mode!r} needs kv_downsample_ratio >= 1")
+            raise ModelConfigError(f"BiLevelRoutingAttention: kv_downsample_mode={mode!r} needs kv_downsample_ratio >= 1")
         if ratio == 1:
             return nn.Identity()
         return (nn.AvgPool2d if mode == "avgpool" else nn.MaxPool2d)(ratio)
@@ -199,21 +201,21 @@ class BiLevelRoutingAttention(nn.Module):
         self.num_heads = num_heads
         self.qk_dim = qk_dim or dim
         if num_heads < 1 or self.qk_dim % num_heads or dim % num_heads:
-            raise ValueError(f"BiLevelRoutingAttention: dim ({dim}) and qk_dim ({self.qk_dim}) must be divisible "
+            raise ModelConfigError(f"BiLevelRoutingAttention: dim ({dim}) and qk_dim ({self.qk_dim}) must be divisible "
                              f"by num_heads ({num_heads})")
         if n_win < 1:
-            raise ValueError(f"BiLevelRoutingAttention: n_win must be >= 1, got {n_win}")
+            raise ModelConfigError(f"BiLevelRoutingAttention: n_win must be >= 1, got {n_win}")
         if not 1 <= topk <= n_win * n_win:
-            raise ValueError(f"BiLevelRoutingAttention: topk ({topk}) must be between 1 and the number of "
+            raise ModelConfigError(f"BiLevelRoutingAttention: topk ({topk}) must be between 1 and the number of "
                              f"regions n_win**2 ({n_win * n_win})")
         if param_routing and not diff_routing:
-            raise ValueError("BiLevelRoutingAttention: param_routing=True needs diff_routing=True "
+            raise ModelConfigError("BiLevelRoutingAttention: param_routing=True needs diff_routing=True "
                              "(a learnable router without gradients would never train)")
         if diff_routing and not soft_routing:
-            raise NotImplementedError("BiLevelRoutingAttention: differentiable hard routing (diff_routing=True, "
+            raise UnsupportedError("BiLevelRoutingAttention: differentiable hard routing (diff_routing=True, "
                                       "soft_routing=False) is left unimplemented by BiFormer; set soft_routing=True")
         if side_dwconv < 0 or (side_dwconv and side_dwconv % 2 == 0):
-            raise ValueError(f"BiLevelRoutingAttention: side_dwconv must be 0 or an odd kernel size, got {side_dwconv}")
+            raise ModelConfigError(f"BiLevelRoutingAttention: side_dwconv must be 0 or an odd kernel size, got {side_dwconv}")
         self.scale = qk_scale or self.qk_dim ** -0.5
         self.lepe = (nn.Conv2d(dim, dim, kernel_size=side_dwconv, stride=1, padding=side_dwconv // 2, groups=dim)
                      if side_dwconv > 0 else ZeroLePE())
@@ -225,7 +227,7 @@ class BiLevelRoutingAttention(nn.Module):
                                   param_routing=param_routing, diff_routing=diff_routing)
         self.param_attention = param_attention
         if param_attention not in {"qkvo", "qkv"}:
-            raise ValueError(f"BiLevelRoutingAttention: param_attention={param_attention!r} is not supported; "
+            raise ModelConfigError(f"BiLevelRoutingAttention: param_attention={param_attention!r} is not supported; "
                              "choose 'qkvo' or 'qkv'")
         self.qkv = QKVLinear(dim, self.qk_dim)
         self.wo = nn.Linear(dim, dim) if param_attention == "qkvo" else nn.Identity()

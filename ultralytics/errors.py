@@ -1,0 +1,62 @@
+"""Errors a user can cause: the `UserError` family.
+
+The `yolo` command prints any `UserError` as one line and exits with status 2; every other exception is a bug
+and keeps its traceback. Each class also derives from the built-in type that the published package raises in the
+same situation (ValueError, FileNotFoundError, ...), so `except ValueError` in user code keeps working.
+This module imports nothing from the package: every layer may raise these.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Something the user gave (a key, a value, a file, a device) is not usable; the message says how to fix it."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration key or value is not valid."""
+
+
+class ModelConfigError(UserError, ValueError):
+    """A model yaml (or a module's arguments in it) is not valid."""
+
+
+class DatasetError(UserError, ValueError):
+    """A dataset yaml, its folders or its labels are not usable."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the user named does not exist."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint file cannot be read or does not fit the model."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint names a class or function outside the allowlist; nothing in it was run."""
+
+
+class SourceError(UserError, ValueError):
+    """A prediction source cannot be opened or read."""
+
+
+class ExportError(UserError, ValueError):
+    """An export format or export option is not available."""
+
+
+class UnsupportedError(UserError, NotImplementedError):
+    """A published feature this project does not implement (the message names the alternative)."""
+
+
+class DDPError(UserError, RuntimeError):
+    """A DDP worker failed; the message names the rank, its log and the run folder to resume from."""
+
+
+class NonFiniteLossError(UserError, FloatingPointError):
+    """Training stopped because the loss or the gradients were NaN/inf for too many consecutive steps."""
+
+
+__all__ = ["UserError", "ConfigError", "ModelConfigError", "DatasetError", "MissingFileError", "CheckpointError",
+           "UnsafeCheckpointError", "SourceError", "ExportError", "UnsupportedError", "DDPError",
+           "NonFiniteLossError"]
