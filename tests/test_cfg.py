@@ -7,7 +7,9 @@ import pickle
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import torch
 import yaml
 
 from ultralytics import cfg as cfgmod
@@ -20,6 +22,7 @@ from ultralytics.cfg import (
     parse_value,
 )
 from ultralytics.utils import DEFAULT_CFG_PATH
+from ultralytics.utils.torch_utils import cuda_device_ids
 
 # Keys and defaults a YOLOv8 detection user relies on (SPEC §4 plus the published defaults).
 SPEC_DEFAULTS = {
@@ -195,3 +198,23 @@ def test_deprecated_keys_are_renamed():
     args = get_cfg(overrides={"hide_labels": True, "boxes": False, "line_thickness": 2})
     assert args.show_labels is False and args.show_boxes is False and args.line_width == 2
     assert "hide_labels" not in args
+
+
+@pytest.mark.parametrize("device, text, ids", [
+    (torch.device("cpu"), "cpu", []), (torch.device("cuda:1"), "cuda:1", [1]), (torch.device("cuda"), "cuda", [0]),
+    (0, 0, [0]), ("0", "0", [0]), ("0,1", "0,1", [0, 1]), ([0, 1], [0, 1], [0, 1]), ("cuda:0", "cuda:0", [0]),
+    ("mps", "mps", []), ("cpu", "cpu", []),
+])
+def test_device_accepts_what_the_published_package_accepts(device, text, ids):
+    """sahi and other tools pass torch.device objects; ints, index text, lists, cuda:N and mps work too."""
+    args = get_cfg(overrides={"device": device})
+    assert args.device == text
+    assert cuda_device_ids(args.device) == ids
+
+
+def test_predict_with_a_torch_device():
+    from ultralytics import YOLO
+
+    image = np.zeros((64, 80, 3), np.uint8)
+    results = YOLO("yolov8n.yaml").predict(image, imgsz=64, device=torch.device("cpu"), verbose=False)
+    assert len(results) == 1 and results[0].boxes.xyxy.device.type == "cpu"

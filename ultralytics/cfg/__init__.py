@@ -12,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterator
 
+import torch
 import yaml
 
 from ultralytics.errors import ConfigError, MissingFileError
@@ -273,6 +274,8 @@ def _check_special(key: str, value: Any) -> Any:
             raise CfgError(f"batch={value!r} is not valid, 'batch' must be a positive int, or -1 for an automatic batch size")
         return batch
     if key == "device":
+        if isinstance(value, torch.device):  # e.g. sahi passes torch.device("cpu")
+            return str(value)
         if isinstance(value, (list, tuple)):
             return [_as_int(key, v, "a device such as 0, 0,1, [0,1], cpu or mps", "0") for v in value]
         if isinstance(value, bool) or not isinstance(value, (int, str)):

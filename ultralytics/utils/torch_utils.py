@@ -169,10 +169,10 @@ class ModelEMA:
 
 # ----------------------------------------------------------------------------------------------- devices
 def _device_spec(device: str | int | list | tuple | None) -> str:
-    """Normalised device text: '', 'cpu', 'mps' or comma-separated CUDA indices ('0,1')."""
+    """Normalised device text: '', 'cpu', 'mps' or comma-separated CUDA indices ('0,1'); 'cuda' means GPU 0."""
     text = str(device if device is not None else "").strip().lower()
     text = text.replace("cuda:", "").replace(" ", "").strip("[]()'\"")
-    return "" if text == "none" else text
+    return {"none": "", "cuda": "0"}.get(text, text)
 
 
 def cuda_device_ids(device: str | int | list | tuple | None) -> list[int]:
