@@ -258,8 +258,8 @@ def test_augment_params_come_from_the_run_config():
             AugmentParams(**bad)
 
 
-def test_build_yolo_dataset_reads_the_run_config(coco128):
-    data = check_det_dataset(coco128 / "coco128.yaml")
+def test_build_yolo_dataset_reads_the_run_config(assets):
+    data = check_det_dataset(assets / "data.yaml")
     with pytest.raises(AttributeError, match="get_cfg"):
         build_yolo_dataset(SimpleNamespace(imgsz=64), data["val"], 4, data, mode="val")
     cfg = get_cfg(overrides={"imgsz": 64, "degrees": 7.0, "mosaic": 0.5})
@@ -295,8 +295,8 @@ def _same(a: list[dict], b: list[dict]) -> bool:
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_same_seed_same_batches(coco128, workers):
-    data = check_det_dataset(coco128 / "coco128.yaml")
+def test_same_seed_same_batches(assets, workers):
+    data = check_det_dataset(assets / "data.yaml")
     cfg = get_cfg(overrides={"imgsz": 96, "degrees": 10.0, "shear": 3.0, "mixup": 0.5, "flipud": 0.5})
     ds = build_yolo_dataset(cfg, data["train"], 4, data)
     first = _batches(ds, workers, seed=3)
@@ -310,8 +310,8 @@ def test_same_seed_same_batches(coco128, workers):
     assert not any(torch.equal(x["img"], y["img"]) for x, y in zip(*in_order))
 
 
-def test_epochs_differ_without_workers(coco128):
-    data = check_det_dataset(coco128 / "coco128.yaml")
+def test_epochs_differ_without_workers(assets):
+    data = check_det_dataset(assets / "data.yaml")
     ds = build_yolo_dataset(get_cfg(overrides={"imgsz": 64}), data["train"], 4, data)
     loader = build_dataloader(ds, 4, workers=0, shuffle=False, seed=0)
     epochs = [next(iter(loader)) for _ in range(2)]

@@ -39,16 +39,14 @@ def log():
 
 
 @pytest.fixture
-def mini(tmp_path, coco128) -> Path:
-    """6 coco128 train images with labels in tmp_path/ds (mtimes preserved)."""
+def mini(tmp_path, assets) -> Path:
+    """6 of the bundled COCO images with their labels in tmp_path/ds (mtimes preserved)."""
     root = tmp_path / "ds"
     (root / "images" / "train").mkdir(parents=True)
     (root / "labels" / "train").mkdir(parents=True)
-    imgs = [f for f in sorted((coco128 / "images" / "train2017").glob("*.jpg"))
-            if (coco128 / "labels" / "train2017" / f.with_suffix(".txt").name).exists()][:6]
-    for f in imgs:
+    for f in sorted((assets / "images").glob("*.jpg"))[:6]:
         shutil.copy2(f, root / "images" / "train" / f.name)
-        shutil.copy2(coco128 / "labels" / "train2017" / f.with_suffix(".txt").name, root / "labels" / "train")
+        shutil.copy2(assets / "labels" / f.with_suffix(".txt").name, root / "labels" / "train")
     return root
 
 

@@ -1,4 +1,4 @@
-"""YOLODataset + dataloader on the real COCO128 images: lengths, labels, batches, rect shapes, options."""
+"""YOLODataset + dataloader on real COCO images (the bundled ones): lengths, labels, batches, rect shapes, options."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ from ultralytics.cfg import get_cfg
 from ultralytics.data import build_dataloader, build_yolo_dataset, check_det_dataset
 from ultralytics.data.augment import Mosaic
 from ultralytics.utils.ops import scale_boxes, xywhn2xyxy
+from ultralytics.utils import yaml_load, yaml_save
 from ultralytics.utils.plotting import plot_images, plot_labels
+
+from conftest import ASSET_STEMS  # noqa: E402
 
 IMGSZ = 320
 
@@ -27,8 +30,23 @@ def run_cfg(**overrides):
 
 
 @pytest.fixture(scope="module")
-def data(coco128) -> dict:
-    return check_det_dataset(coco128 / "coco128.yaml")
+def coco(assets, tmp_path_factory) -> Path:
+    """COCO128's layout over the bundled images: train2017 = the 8 labelled images + 2 background images (copies
+    without a label file), val2017 = the 8 labelled images."""
+    root = tmp_path_factory.mktemp("loader") / "coco"
+    for split in ("train2017", "val2017"):
+        shutil.copytree(assets / "images", root / "images" / split)
+        shutil.copytree(assets / "labels", root / "labels" / split)
+    for stem in ASSET_STEMS[:2]:
+        shutil.copy2(assets / "images" / f"{stem}.jpg", root / "images" / "train2017" / f"background_{stem}.jpg")
+    yaml_save(root / "data.yaml", dict(yaml_load(assets / "data.yaml"), path=str(root), train="images/train2017",
+                                       val="images/val2017"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(coco) -> dict:
+    return check_det_dataset(coco / "data.yaml")
 
 
 def expected_rows(split_dir: Path) -> int:
@@ -43,12 +61,12 @@ def expected_rows(split_dir: Path) -> int:
     return total
 
 
-def test_lengths_and_label_counts(data, coco128):
+def test_lengths_and_label_counts(data, coco):
     tr = build_yolo_dataset(run_cfg(imgsz=IMGSZ), data["train"], 16, data)
     va = build_yolo_dataset(run_cfg(imgsz=IMGSZ), data["val"], 16, data, mode="val")
-    assert len(tr) == 128 and len(va) == 128
-    assert sum(len(lb["cls"]) for lb in tr.labels) == expected_rows(coco128 / "images" / "train2017")
-    assert sum(len(lb["cls"]) for lb in va.labels) == expected_rows(coco128 / "images" / "val2017")
+    assert len(tr) == 10 and len(va) == 8
+    assert sum(len(lb["cls"]) for lb in tr.labels) == expected_rows(coco / "images" / "train2017") == 68
+    assert sum(len(lb["cls"]) for lb in va.labels) == expected_rows(coco / "images" / "val2017") == 68
     assert sum(len(lb["cls"]) == 0 for lb in tr.labels) == 2  # two train images have no label file
     cls = np.concatenate([lb["cls"] for lb in tr.labels])
     assert cls.min() >= 0 and cls.max() < 80
@@ -76,7 +94,7 @@ def test_train_batch_shapes_dtypes_and_batch_idx(data):
 
 
 def test_rect_val_batches_follow_spec_formula(data):
-    bs = 16
+    bs = 4  # 2 batches of the 8 val images
     ds = build_yolo_dataset(run_cfg(imgsz=IMGSZ), data["val"], bs, data, mode="val", rect=True)
     hw = np.array([lb["shape"] for lb in ds.labels], float)
     ar = hw[:, 0] / hw[:, 1]
@@ -123,7 +141,7 @@ def test_close_mosaic_turns_mosaic_and_mixup_off(data):
     assert hyp.mosaic == 1.0 and hyp.mixup == 0.5  # the caller's namespace is not changed
     assert ds.hyp.mosaic == 0.0 and ds.hyp.mixup == 0.0
     val = build_yolo_dataset(run_cfg(imgsz=IMGSZ), data["train"], 8, data, mode="val")
-    for i in (0, 5, 17):
+    for i in (0, 5, 9):
         item, ref = ds[i], val[i]  # no mosaic, no random transform left: equal to the square letterbox
         assert item["img"].shape == (3, IMGSZ, IMGSZ)
         torch.testing.assert_close(item["img"], ref["img"], atol=0, rtol=0)
@@ -135,7 +153,7 @@ def test_rect_training_uses_batch_shapes_without_mosaic(data):
     ds = build_yolo_dataset(run_cfg(imgsz=IMGSZ, rect=True), data["train"], 8, data)
     assert ds.rect and ds.transforms.transforms[0].transforms[0].p == 0.0  # mosaic off
     # training rect uses pad 0.0: shape = ceil(a * imgsz / 32) * 32
-    for i in (0, 9, 127):
+    for i in (0, 4, 9):
         item = ds[i]
         assert tuple(item["img"].shape[1:]) == tuple(ds.batch_shapes[ds.batch[i]])
         assert all(v % 32 == 0 and v <= IMGSZ for v in item["img"].shape[1:])
@@ -173,41 +191,46 @@ def test_reset_makes_workers_see_close_mosaic(data):
 
 
 def test_fraction_single_cls_and_sampler(data):
-    ds = build_yolo_dataset(run_cfg(imgsz=IMGSZ, fraction=0.25, single_cls=True), data["train"], 4, data)
-    assert len(ds) == 32
+    ds = build_yolo_dataset(run_cfg(imgsz=IMGSZ, fraction=0.5, single_cls=True), data["train"], 4, data)
+    assert len(ds) == 5
     assert all((lb["cls"] == 0).all() for lb in ds.labels) and sum(len(lb["cls"]) for lb in ds.labels) > 0
-    val = build_yolo_dataset(run_cfg(imgsz=IMGSZ, fraction=0.25), data["val"], 4, data, mode="val")
-    assert len(val) == 128  # fraction applies to training only
-    only = build_yolo_dataset(run_cfg(imgsz=IMGSZ, classes=[0, 2]), data["val"], 4, data, mode="val")
+    val = build_yolo_dataset(run_cfg(imgsz=IMGSZ, fraction=0.5), data["val"], 4, data, mode="val")
+    assert len(val) == 8  # fraction applies to training only
+    only = build_yolo_dataset(run_cfg(imgsz=IMGSZ, classes=[0, 14]), data["val"], 4, data, mode="val")
     kept = np.concatenate([lb["cls"][:, 0] for lb in only.labels])
-    assert set(kept.tolist()) == {0.0, 2.0}
+    assert sorted(kept.tolist()) == [0.0] * 5 + [14.0] * 8  # 5 persons and 8 birds among the 68 labels
     sampler = SequentialSampler(ds)
     loader = build_dataloader(ds, 4, workers=0, shuffle=True, sampler=sampler)
     assert loader.sampler is sampler
     assert next(iter(loader))["im_file"] == ds.im_files[:4]
 
 
-def test_cache_ram_and_disk_match_uncached(data, coco128, tmp_path):
+def test_cache_ram_and_disk_match_uncached(data, coco, tmp_path):
     cfg = run_cfg(imgsz=160)
     plain = build_yolo_dataset(cfg, data["val"], 4, data, mode="val")
     ram = build_yolo_dataset(run_cfg(imgsz=160, cache="ram"), data["val"], 4, data, mode="val")
     assert ram.cache_mode == "ram" and all(im is not None for im in ram.ims)
-    for i in (0, 3, 77):
+    for i in (0, 3, 7):
         torch.testing.assert_close(ram[i]["img"], plain[i]["img"], atol=0, rtol=0)
     root = tmp_path / "c"
     for sub in ("images", "labels"):
         (root / sub / "val").mkdir(parents=True)
-    for f in sorted((coco128 / "images" / "val2017").glob("*.jpg"))[:4]:
+    for f in sorted((coco / "images" / "val2017").glob("*.jpg"))[:4]:
         shutil.copy2(f, root / "images" / "val")
-        shutil.copy2(coco128 / "labels" / "val2017" / f.with_suffix(".txt").name, root / "labels" / "val")
+        shutil.copy2(coco / "labels" / "val2017" / f.with_suffix(".txt").name, root / "labels" / "val")
     disk = build_yolo_dataset(run_cfg(imgsz=160, cache="disk"), str(root / "images" / "val"), 4, data,
                               mode="val")
     assert disk.cache_mode == "disk" and len(list((root / "images" / "val").glob("*.npy"))) == 4
     for i in range(4):
-        j = plain.im_files.index(str(coco128 / "images" / "val2017" / Path(disk.im_files[i]).name))
+        j = plain.im_files.index(str(coco / "images" / "val2017" / Path(disk.im_files[i]).name))
         torch.testing.assert_close(disk[i]["img"], plain[j]["img"], atol=0, rtol=0)
-    ro = build_yolo_dataset(run_cfg(imgsz=160, cache="disk"), data["val"], 4, data, mode="val")
-    assert ro.cache_mode is None  # the shared dataset is read-only: no .npy written there
+    folder = coco / "images" / "val2017"
+    folder.chmod(0o555)  # a read-only dataset (like an installed package's): no .npy written there
+    try:
+        ro = build_yolo_dataset(run_cfg(imgsz=160, cache="disk"), data["val"], 4, data, mode="val")
+    finally:
+        folder.chmod(0o755)
+    assert ro.cache_mode is None and not list(folder.glob("*.npy"))
 
 
 def test_plots(data, tmp_path):

@@ -12,20 +12,20 @@ import pytest
 
 from ultralytics.data.dataset import YOLODataset
 from ultralytics.data.download import safe_unzip
-from ultralytics.data.utils import DATASETS_CFG_DIR, check_det_dataset, find_dataset_yaml
-from ultralytics.utils import SETTINGS, yaml_load, yaml_save
+from ultralytics.data.utils import DATASETS_CFG_DIR, check_det_dataset, find_dataset_yaml, get_image_files
+from ultralytics.utils import ASSETS, SETTINGS, yaml_load, yaml_save
+
+from conftest import ASSET_STEMS  # noqa: E402
 
 
-def make_dataset(root: Path, coco128: Path, n: int = 3, split: str = "train2017") -> Path:
-    """Copy n coco128 images + labels into root/images/<split>, root/labels/<split>; return root."""
-    src = sorted((coco128 / "images" / split).glob("*.jpg"))[:n]
+def make_dataset(root: Path, assets: Path, n: int = 3, split: str = "train2017") -> Path:
+    """Copy the first n bundled images + labels into root/images/<split>, root/labels/<split>; return root."""
+    src = sorted((assets / "images").glob("*.jpg"))[:n]
     for d in ("images", "labels"):
         (root / d / split).mkdir(parents=True, exist_ok=True)
     for f in src:
         shutil.copy2(f, root / "images" / split / f.name)
-        lb = coco128 / "labels" / split / f.with_suffix(".txt").name
-        if lb.exists():
-            shutil.copy2(lb, root / "labels" / split / lb.name)
+        shutil.copy2(assets / "labels" / f.with_suffix(".txt").name, root / "labels" / split)
     return root
 
 
@@ -34,13 +34,22 @@ def write_yaml(file: Path, **data) -> Path:
     return file
 
 
-def test_coco128_yaml_resolves(coco128):
-    d = check_det_dataset(coco128 / "coco128.yaml")
-    assert d["path"] == coco128.resolve()
-    assert d["train"] == str(coco128 / "images" / "train2017") and d["val"] == str(coco128 / "images" / "val2017")
+def test_packaged_assets_yaml_resolves_to_the_bundled_images():
+    """coco8-assets.yaml's relative path is resolved against its own folder: ultralytics/assets, in any install."""
+    d = check_det_dataset("coco8-assets.yaml")
+    assert d["path"] == ASSETS.parent.resolve()
+    assert d["train"] == d["val"] == str(ASSETS.resolve())
     assert d["nc"] == 80 and d["names"][0] == "person" and d["names"][79] == "toothbrush"
+    assert d["names"] == {int(k): v for k, v in yaml_load(DATASETS_CFG_DIR / "coco128.yaml")["names"].items()}
     assert all(isinstance(k, int) and isinstance(v, str) for k, v in d["names"].items())
-    assert d["yaml_file"] == str((coco128 / "coco128.yaml").resolve())
+    assert d["yaml_file"] == str(DATASETS_CFG_DIR / "coco8-assets.yaml")
+    assert [Path(f).stem for f in get_image_files(d["train"])] == list(ASSET_STEMS)  # (no dataset: no cache written)
+
+
+def test_copied_assets_yaml_resolves(assets):
+    d = check_det_dataset(assets / "data.yaml")
+    assert d["path"] == assets and d["train"] == d["val"] == str(assets / "images")
+    assert d["yaml_file"] == str((assets / "data.yaml").resolve())
 
 
 @pytest.mark.parametrize("name,nc", [("coco128.yaml", 80), ("coco8.yaml", 80), ("coco.yaml", 80), ("shapes.yaml", 5)])
@@ -51,32 +60,32 @@ def test_packaged_yamls_resolve_by_bare_name(name, nc):
     assert len(raw["names"]) == nc and raw["download"]
 
 
-def test_packaged_coco128_uses_datasets_dir(coco128):
+def test_packaged_coco128_uses_datasets_dir(assets, tmp_path):
     datasets = Path(SETTINGS["datasets_dir"])
     datasets.mkdir(parents=True, exist_ok=True)
     link = datasets / "coco128"
-    if not link.exists():
-        link.symlink_to(coco128, target_is_directory=True)
+    if not link.exists():  # a coco128-like folder built from the bundled images
+        link.symlink_to(make_dataset(tmp_path / "coco128", assets, n=8), target_is_directory=True)
     d = check_det_dataset("coco128.yaml")
     assert d["path"] == link.resolve() or d["path"] == link
     assert Path(d["train"]).is_dir() and d["nc"] == 80
 
 
-def test_relative_path_against_yaml_folder_then_datasets_dir(tmp_path, coco128):
-    make_dataset(tmp_path / "proj" / "mydata", coco128)
+def test_relative_path_against_yaml_folder_then_datasets_dir(tmp_path, assets):
+    make_dataset(tmp_path / "proj" / "mydata", assets)
     y = write_yaml(tmp_path / "proj" / "data.yaml", path="mydata", train="images/train2017",
                    val="images/train2017", names=["a"] * 80)
     assert check_det_dataset(y)["path"] == (tmp_path / "proj" / "mydata").resolve()
     # not beside the yaml -> datasets_dir
-    ds_root = make_dataset(Path(SETTINGS["datasets_dir"]) / "elsewhere", coco128)
+    ds_root = make_dataset(Path(SETTINGS["datasets_dir"]) / "elsewhere", assets)
     y2 = write_yaml(tmp_path / "proj" / "data2.yaml", path="elsewhere", train="images/train2017",
                     val="images/train2017", names=["a"] * 80)
     d = check_det_dataset(y2)
     assert d["path"] == ds_root.resolve() and d["train"] == str(ds_root.resolve() / "images" / "train2017")
 
 
-def test_names_list_or_mapping_normalised(tmp_path, coco128):
-    make_dataset(tmp_path, coco128)
+def test_names_list_or_mapping_normalised(tmp_path, assets):
+    make_dataset(tmp_path, assets)
     y = write_yaml(tmp_path / "a.yaml", path=".", train="images/train2017", val="images/train2017",
                    names={"0": "cat", "1": "dog"})
     assert check_det_dataset(y)["names"] == {0: "cat", 1: "dog"}
@@ -86,8 +95,8 @@ def test_names_list_or_mapping_normalised(tmp_path, coco128):
     assert d["names"] == {0: "cat", 1: "dog", 2: "cow"} and d["nc"] == 3
 
 
-def test_nc_mismatch_names_the_yaml(tmp_path, coco128):
-    make_dataset(tmp_path, coco128)
+def test_nc_mismatch_names_the_yaml(tmp_path, assets):
+    make_dataset(tmp_path, assets)
     y = write_yaml(tmp_path / "bad_nc.yaml", path=".", train="images/train2017", val="images/train2017",
                    names=["cat", "dog"], nc=3)
     with pytest.raises(ValueError, match=r"bad_nc\.yaml: nc=3 but 'names' has 2 entries"):
@@ -134,8 +143,8 @@ def test_offline_download_failure_one_clear_error(tmp_path, monkeypatch):
         check_det_dataset(y2)
 
 
-def test_zip_download_with_urllib(tmp_path, coco128):
-    src = make_dataset(tmp_path / "build" / "zipped", coco128, n=2)
+def test_zip_download_with_urllib(tmp_path, assets):
+    src = make_dataset(tmp_path / "build" / "zipped", assets, n=2)
     zf = tmp_path / "zipped.zip"
     with zipfile.ZipFile(zf, "w") as z:
         for f in src.rglob("*"):
@@ -164,8 +173,8 @@ def test_unknown_builtin_reported(tmp_path):
         check_det_dataset(y)
 
 
-def test_txt_list_resolves_against_dataset_root(tmp_path, coco128):
-    root = make_dataset(tmp_path / "ds", coco128, n=3)
+def test_txt_list_resolves_against_dataset_root(tmp_path, assets):
+    root = make_dataset(tmp_path / "ds", assets, n=3)
     files = sorted((root / "images" / "train2017").glob("*.jpg"))
     (root / "lists").mkdir()
     lines = [f"./images/train2017/{files[0].name}", f"images/train2017/{files[1].name}", str(files[2]), ""]
@@ -177,9 +186,9 @@ def test_txt_list_resolves_against_dataset_root(tmp_path, coco128):
     assert sorted(Path(f).name for f in ds.im_files) == [f.name for f in files]
 
 
-def test_list_of_folders(tmp_path, coco128):
-    root = make_dataset(tmp_path / "ds", coco128, n=2, split="train2017")
-    make_dataset(root, coco128, n=3, split="val2017")
+def test_list_of_folders(tmp_path, assets):
+    root = make_dataset(tmp_path / "ds", assets, n=2, split="train2017")
+    make_dataset(root, assets, n=3, split="val2017")
     y = write_yaml(root / "d.yaml", path=".", train=["images/train2017", "images/val2017"], val="images/val2017",
                    names=["a"] * 80)
     d = check_det_dataset(y)

@@ -1,4 +1,5 @@
-"""DDP training (docs/distributed.md) on CPU with gloo: real `torchrun --nproc_per_node 2` jobs on COCO128.
+"""DDP training (docs/distributed.md) on CPU with gloo: real `torchrun --nproc_per_node 2` jobs on the
+bundled COCO images (ultralytics/assets).
 
 This file is also the worker script of those jobs: `python -m torch.distributed.run ... tests/test_distributed.py
 MODE run.yaml` runs `worker(MODE, run.yaml)` in every rank (see the bottom of the file). Modes:
@@ -34,19 +35,19 @@ from ultralytics.utils.torch_utils import de_parallel
 HERE = Path(__file__).resolve()
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2"]
 JOB_TIMEOUT = 240  # s; a hanging job fails the test instead of the CI run
-# Small and quick: 64-pixel images, a few COCO128 images, no dataloader workers.
+# Small and quick: 64-pixel images, the 8 bundled COCO images, no dataloader workers.
 BASE = dict(device="cpu", epochs=1, imgsz=64, workers=0, verbose=False)
 NO_AUGMENT = dict(mosaic=0.0, close_mosaic=0, mixup=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, fliplr=0.0, flipud=0.0,
                   translate=0.0, scale=0.0, degrees=0.0, shear=0.0, perspective=0.0)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-def subset(tmp_path: Path, n_val: int) -> Path:
-    from conftest import coco128_subset_yaml
+def subset(assets: Path, tmp_path: Path, n_val: int) -> Path:
+    from conftest import assets_subset_yaml
 
     folder = tmp_path / "data"
     folder.mkdir(exist_ok=True)
-    return coco128_subset_yaml(folder, n_val)
+    return assets_subset_yaml(assets, folder, n_val)
 
 
 def job_env(tmp_path: Path) -> dict[str, str]:
@@ -223,10 +224,10 @@ def test_parent_interrupt_stops_the_whole_job(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- real jobs
 @pytest.mark.slow
-def test_ddp_two_ranks_identical_weights_and_one_run_folder(coco128, tmp_path):
+def test_ddp_two_ranks_identical_weights_and_one_run_folder(assets, tmp_path):
     """torchrun, 2 gloo ranks, yolov8n, one epoch (8 images, global batch 4) with the user defaults otherwise
     (plots, val, save): both ranks end with identical weights; rank 0 alone writes; the run folder is complete."""
-    overrides = dict(BASE, model="yolov8n.yaml", data=str(subset(tmp_path, 4)), batch=4, fraction=8 / 128,
+    overrides = dict(BASE, model="yolov8n.yaml", data=str(subset(assets, tmp_path, 4)), batch=4,
                      project=str(tmp_path / "runs"), name="ddp")
     proc, out, seconds = run_job(tmp_path, "weights", overrides)
     assert proc.returncode == 0, output(proc)[-4000:]
@@ -249,7 +250,7 @@ def test_ddp_two_ranks_identical_weights_and_one_run_folder(coco128, tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_first_step_gradients_match_single_process(coco128, tmp_path):
+def test_ddp_first_step_gradients_match_single_process(assets, tmp_path):
     """yolov8n_BiFormer: the gradients of the first optimizer step of 2 ranks × 2 images equal those of one process
     with 4 images (two accumulated batches each, so DDP's no_sync path is covered too).
 
@@ -257,8 +258,8 @@ def test_ddp_first_step_gradients_match_single_process(coco128, tmp_path):
     statistics, which differ from the 4-image batch's by design (SyncBatchNorm would fix it but has no CPU kernels).
     Augmentation is off and the sampler unshuffled, so both runs see exactly the same images in each step.
     """
-    overrides = dict(BASE, **NO_AUGMENT, model="yolov8n_BiFormer.yaml", data=str(subset(tmp_path, 2)), batch=4,
-                     nbs=8, fraction=12 / 128, warmup_epochs=0, plots=False, val=False,
+    overrides = dict(BASE, **NO_AUGMENT, model="yolov8n_BiFormer.yaml", data=str(subset(assets, tmp_path, 2)), batch=4,
+                     nbs=8, warmup_epochs=0, plots=False, val=False,
                      project=str(tmp_path / "runs"))
     single, out1, _ = run_job(tmp_path, "grads", dict(overrides, name="single"), ranks=1, name="single")
     assert single.returncode == 0, output(single)[-4000:]
@@ -278,10 +279,10 @@ def test_ddp_first_step_gradients_match_single_process(coco128, tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_worker_ends_the_job_and_the_run_resumes(coco128, tmp_path):
+def test_killed_worker_ends_the_job_and_the_run_resumes(assets, tmp_path):
     """Rank 1 SIGKILLs itself in epoch 2: torchrun takes rank 0 down too (bounded time) and names the dead rank.
     Resuming the DDP run from its last.pt (epoch 1) with torchrun finishes epoch 2 in the same run folder."""
-    overrides = dict(BASE, model="yolov8n.yaml", data=str(subset(tmp_path, 2)), batch=4, fraction=8 / 128,
+    overrides = dict(BASE, model="yolov8n.yaml", data=str(subset(assets, tmp_path, 2)), batch=4,
                      epochs=2, plots=False, project=str(tmp_path / "runs"), name="kill")
     proc, _, seconds = run_job(tmp_path, "kill", overrides)
     text = output(proc)
@@ -302,7 +303,7 @@ def test_killed_worker_ends_the_job_and_the_run_resumes(coco128, tmp_path):
 
 
 @pytest.mark.slow
-def test_launcher_trains_and_reports(coco128, tmp_path, monkeypatch):
+def test_launcher_trains_and_reports(assets, tmp_path, monkeypatch):
     """YOLO.train through the launcher (2 CPU workers stand in for device=0,1): it returns rank 0's final
     metrics and holds best.pt; a job that fails raises a DDPError naming the rank, the log and the folder."""
     from ultralytics import YOLO
@@ -313,7 +314,7 @@ def test_launcher_trains_and_reports(coco128, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(ddp, "processes_to_launch", lambda args: 2)
     model = YOLO("yolov8n.yaml")
-    metrics = model.train(**BASE, data=str(subset(tmp_path, 2)), batch=4, fraction=8 / 128, plots=False,
+    metrics = model.train(**BASE, data=str(subset(assets, tmp_path, 2)), batch=4, plots=False,
                           project=str(tmp_path / "runs"), name="launched")
     best = tmp_path / "runs" / "launched" / "weights" / "best.pt"
     assert isinstance(metrics, DetMetrics) and 0 <= metrics.box.map50 <= 1 and model.ckpt_path == str(best)
@@ -323,7 +324,7 @@ def test_launcher_trains_and_reports(coco128, tmp_path, monkeypatch):
     assert metrics.box.map50 == pytest.approx(float(row["metrics/mAP50(B)"]), abs=1e-4)
     with pytest.raises(ddp.DDPError, match=r"torchrun exited with code 1\. First failure: rank \d \(local_rank \d\)"
                                            r".*ConfigError: batch=3 is the global batch.*torchrun\.log") as e:
-        ddp.launch(build_train_config(overrides=dict(BASE, model="yolov8n.yaml", data=str(subset(tmp_path, 2)),
+        ddp.launch(build_train_config(overrides=dict(BASE, model="yolov8n.yaml", data=str(subset(assets, tmp_path, 2)),
                                                      batch=3))[0], 2)
     log = Path(re.search(r"Output of all ranks: (\S+torchrun\.log)", str(e.value)).group(1))
     assert log.is_file() and "multiple of the 2 DDP processes" in log.read_text()

@@ -17,13 +17,13 @@ from ultralytics.errors import NonFiniteLossError
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import SETTINGS
 
-from conftest import coco128_subset_yaml  # noqa: E402
+from conftest import assets_subset_yaml  # noqa: E402
 
 
 @pytest.fixture
-def tiny(tmp_path, coco128) -> Path:
-    """COCO128 train images (cut by `fraction`) and a 4-image val split."""
-    return coco128_subset_yaml(tmp_path, 4)
+def tiny(tmp_path, assets) -> Path:
+    """The 8 bundled train images (cut by `fraction`) and a 4-image val split."""
+    return assets_subset_yaml(assets, tmp_path, 4)
 
 
 class FakeLoss:
@@ -43,7 +43,7 @@ class FakeLoss:
 
 def run(tiny, tmp_path, monkeypatch, fake: FakeLoss, **overrides) -> DetectionTrainer:
     monkeypatch.setattr(DetectionModel, "loss", lambda self, batch, preds=None: fake(self, batch, preds))
-    args = dict(model="yolov8n.yaml", data=str(tiny), imgsz=64, batch=2, nbs=2, fraction=0.05, workers=0,
+    args = dict(model="yolov8n.yaml", data=str(tiny), imgsz=64, batch=2, nbs=2, fraction=0.75, workers=0,
                 plots=False, verbose=False, val=False, project=str(tmp_path / "runs"), name="t", epochs=1)
     args.update(overrides)
     trainer = DetectionTrainer(overrides={k: v for k, v in args.items() if v is not None})
@@ -128,7 +128,7 @@ def test_resume_true_finds_newest_last(tiny, tmp_path, monkeypatch):
             raise Stop
 
     monkeypatch.setattr(DetectionModel, "loss", lambda self, batch, preds=None: FakeLoss()(self, batch, preds))
-    args = dict(model="yolov8n.yaml", data=str(tiny), imgsz=64, batch=2, nbs=2, fraction=0.05, workers=0, plots=False,
+    args = dict(model="yolov8n.yaml", data=str(tiny), imgsz=64, batch=2, nbs=2, fraction=0.75, workers=0, plots=False,
                 verbose=False, val=False, project=str(tmp_path / "runs"), name="r", epochs=2)
     trainer = DetectionTrainer(overrides=args, callbacks={"on_train_epoch_start": [stop]})
     with pytest.raises(Stop):

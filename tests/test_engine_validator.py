@@ -14,7 +14,7 @@ from ultralytics.data import build_dataloader, build_yolo_dataset, check_det_dat
 from ultralytics.engine.validator import DetectionValidator
 from ultralytics.utils.ops import non_max_suppression, scale_boxes, xywh2xyxy
 
-from conftest import coco128_subset_yaml  # noqa: E402
+from conftest import assets_subset_yaml  # noqa: E402
 
 
 def raw_output(boxes_xywh: list, scores: list) -> torch.Tensor:
@@ -46,9 +46,9 @@ def test_nms_basics():
 
 
 @pytest.fixture
-def tiny_val(tmp_path, coco128) -> Path:
-    """A dataset yaml over COCO128 whose val split is 8 images (varied aspect ratios)."""
-    return coco128_subset_yaml(tmp_path, 8)
+def tiny_val(tmp_path, assets) -> Path:
+    """A dataset yaml whose val split is the 8 bundled images (varied aspect ratios, 226x640 to 640x423)."""
+    return assets_subset_yaml(assets, tmp_path, 8)
 
 
 def val_loader(data_yaml: Path, imgsz: int = 160, batch: int = 4):

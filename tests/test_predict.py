@@ -1,7 +1,7 @@
 """Prediction: every source type, bad input, letterbox + NMS + scaling back, batching, streaming, saved outputs.
 
 Most tests run a `FakeDetector` (fixed boxes relative to the input, no convolutions) so that the expected
-boxes are known exactly and the tests stay fast; a few run a real yolov8n on COCO128 images.
+boxes are known exactly and the tests stay fast; a few run a real yolov8n on the bundled COCO images.
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def fake() -> AutoBackend:
 
 
 @pytest.fixture(scope="module")
-def images(coco128) -> list[Path]:
-    return sorted((coco128 / "images" / "val2017").glob("*.jpg"))[:3]
+def images(assets) -> list[Path]:
+    return sorted((assets / "images").glob("*.jpg"))[:3]
 
 
 def _video(path: Path, frames: int, size=(96, 128)) -> Path:

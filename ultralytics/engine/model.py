@@ -26,7 +26,7 @@ from ultralytics.engine.validator import DetectionValidator
 from ultralytics.errors import ConfigError, MissingFileError, UnsupportedError
 from ultralytics.nn.autobackend import AutoBackend
 from ultralytics.nn.tasks import DetectionModel
-from ultralytics.utils import DEFAULT_CFG_PATH, SETTINGS
+from ultralytics.utils import ASSETS, DEFAULT_CFG_PATH, LOGGER, SETTINGS
 from ultralytics.utils.torch_utils import select_device
 
 # Train keys a checkpoint passes on to later val()/train() calls on the same YOLO object.
@@ -180,9 +180,13 @@ class YOLO:
         return self.run_predict(self.config("predict", kwargs), source, stream)
 
     def run_predict(self, args: IterableSimpleNamespace, source: Any = None, stream: bool = False) -> Any:
-        """Predict with a validated config (see `predict`)."""
-        return DetectionPredictor(args)(source if source is not None else args.source, model=self.model,
-                                        stream=stream)
+        """Predict with a validated config (see `predict`). Without any source the bundled sample images
+        (`ultralytics.utils.ASSETS`) are used, with a warning, as the published package does."""
+        source = source if source is not None else args.source
+        if source is None:
+            LOGGER.warning(f"WARNING ⚠️ no source given, predicting on the bundled sample images: source={ASSETS}")
+            source = ASSETS
+        return DetectionPredictor(args)(source, model=self.model, stream=stream)
 
     def __call__(self, source: Any = None, stream: bool = False, **kwargs: Any) -> Any:
         return self.predict(source, stream=stream, **kwargs)

@@ -15,6 +15,7 @@ from ultralytics.errors import ConfigError
 ROOT = Path(__file__).resolve().parents[1]  # the `ultralytics` package folder
 CFG_DIR = ROOT / "cfg"
 DEFAULT_CFG_PATH = CFG_DIR / "default.yaml"
+ASSETS = ROOT / "assets" / "images"  # bundled sample images (8 COCO photos, labels in ../labels)
 RANK = int(os.getenv("RANK", -1))
 LOCAL_RANK = int(os.getenv("LOCAL_RANK", -1))
 NUM_THREADS = min(8, max(1, (os.cpu_count() or 1) - 1))
