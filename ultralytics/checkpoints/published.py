@@ -7,6 +7,10 @@ import and call whatever that pickle names. Here `data.pkl` is read by the restr
 tensors come straight from the archive's `data/<key>` records. `torch.load` is never called: it would hand
 TorchScript-looking archives to `torch.jit.load`.
 
+Files trained with the BiFormer article's code hold its BiLevelRoutingAttention (with TopkRouting, KVGather,
+QKVLinear) under `ultralytics.nn.modules.block`; their options are read from the pickled attributes into the model
+yaml (`with_bra_args`), so our BiLevelRoutingAttention rebuilds them exactly.
+
 Public API: `is_published_checkpoint`, `read_published_checkpoint` (→ a dict in this project's checkpoint format),
 `checkpoints.loading` (→ DetectionModel, and `load_checkpoint`, which routes published files here),
 `load_published_objects` (the raw inert objects), `UnsafeCheckpointError`. See docs/checkpoints.md.
@@ -28,7 +32,9 @@ from ultralytics.checkpoints.records import FORMAT, plain
 from ultralytics.checkpoints.unpickler import (ADVICE, PUBLISHED_CLASSES, STORAGE_DTYPES, TORCH_DTYPES,
                                                TORCH_NN_CLASSES, PublishedClass, PublishedObject, RestrictedUnpickler,
                                                StorageKind)
-from ultralytics.errors import CheckpointError, MissingFileError, UnsafeCheckpointError
+from ultralytics.errors import (CheckpointError, MissingFileError, ModelConfigError, UnsafeCheckpointError,
+                                UnsupportedError)
+from ultralytics.nn.modules.block import BiLevelRoutingAttention
 
 __all__ = ("UnsafeCheckpointError", "PublishedClass", "PublishedObject", "RestrictedUnpickler", "unpickler",
            "is_published_checkpoint", "load_published_objects", "read_published_checkpoint",
@@ -272,6 +278,7 @@ def _our_format(raw: dict, net: PublishedObject, model: Any, path: str | Path) -
         yaml_dict = model.get("yaml")
     if not isinstance(yaml_dict, dict):
         raise CheckpointError(f"its {net.cls.name} has no 'yaml' dict to rebuild it from")
+    yaml_dict = with_bra_args(plain(yaml_dict), net)
     weights = published_state_dict(net)
     stride = net.get("stride")
     date = raw.get("date")
@@ -280,10 +287,11 @@ def _our_format(raw: dict, net: PublishedObject, model: Any, path: str | Path) -
         "epoch": epoch if isinstance(epoch, int) else -1,
         "best_fitness": float(best) if isinstance(best, (int, float)) else None,
         "model": weights,
-        "model_yaml": plain(yaml_dict),
+        "model_yaml": yaml_dict,
         "ema": None,
         "updates": plain(raw.get("updates")) if isinstance(raw.get("updates"), int) else 0,
         "optimizer": None,
+        "optimizer_dropped": raw.get("optimizer") is not None,  # a run stopped mid-way: resume must refuse it
         "train_args": _plain_args(raw.get("train_args")) or _plain_args(net.get("args")),
         "train_metrics": plain(raw.get("train_metrics")) if isinstance(raw.get("train_metrics"), dict) else {},
         "names": _names(net.get("names")) or _names(yaml_dict.get("names")),
@@ -295,3 +303,184 @@ def _our_format(raw: dict, net: PublishedObject, model: Any, path: str | Path) -
         "source": "published",
         "file": str(path),
     }
+
+
+# ------------------------------------------------------------------------------------------------
+# Bi-Level Routing Attention layers of files trained with the BiFormer article's code
+# ------------------------------------------------------------------------------------------------
+#
+# The article pastes its own BiLevelRoutingAttention (with TopkRouting, KVGather, QKVLinear) into the published
+# block.py, and its yaml rows give no options (`[-1, 1, BiLevelRoutingAttention, []]`): a user who edits the class
+# defaults gets a model that the yaml alone does not describe, with the same state_dict keys and shapes. So the
+# options are read back from the pickled records and written into the yaml row as explicit constructor args.
+
+BRA = "BiLevelRoutingAttention"
+#: The yaml arguments of our BiLevelRoutingAttention after `dim`, in constructor order.
+BRA_ARG_NAMES = ("n_win", "num_heads", "qk_dim", "qk_scale", "kv_per_win", "kv_downsample_ratio",
+                 "kv_downsample_kernel", "kv_downsample_mode", "topk", "param_attention", "param_routing",
+                 "diff_routing", "soft_routing", "side_dwconv", "auto_pad")
+
+
+def _is_class(obj: Any, name: str) -> bool:
+    return isinstance(obj, PublishedObject) and obj.cls.name == name
+
+
+def _attr(rec: PublishedObject, name: str, kinds: tuple[type, ...], where: str, optional: bool = False) -> Any:
+    """An attribute of a record, type-checked (bool is never taken for int); missing → CheckpointError."""
+    if name not in rec.state:
+        if optional:
+            return None
+        raise CheckpointError(f"{where}: the pickled {rec.cls.name} has no attribute '{name}'")
+    value = rec.state[name]
+    ok = value is None and optional or isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+    if not ok:
+        raise CheckpointError(f"{where}: attribute '{name}' of the pickled {rec.cls.name} is {value!r}, "
+                              f"not {' or '.join(k.__name__ for k in kinds)}")
+    return value
+
+
+def _child(rec: PublishedObject, name: str, where: str, *classes: str) -> PublishedObject:
+    """Sub-module `name` of a record, which must be one of `classes`."""
+    child = (rec.get("_modules") or {}).get(name)
+    if not any(_is_class(child, c) for c in classes):
+        got = child.cls.qualname if isinstance(child, PublishedObject) else type(child).__name__
+        raise CheckpointError(f"{where}: sub-module '{name}' is {got}; this project's BiLevelRoutingAttention "
+                              f"builds {' or '.join(classes)} there")
+    return child
+
+
+def _pair(value: Any) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _expect(ok: bool, where: str, what: str) -> None:
+    if not ok:
+        raise CheckpointError(f"{where}: {what}, which this project's BiLevelRoutingAttention cannot build")
+
+
+def _side_dwconv(rec: PublishedObject, dim: int, where: str) -> int:
+    """Kernel of the depth-wise LePE conv (the article's `lepe`), checked to be the one the options build."""
+    lepe = _child(rec, "lepe", f"{where}", "Conv2d")
+    k = _pair(lepe.get("kernel_size"))[0]
+    geometry = (_pair(lepe.get("kernel_size")), _pair(lepe.get("stride")), _pair(lepe.get("padding")),
+                _pair(lepe.get("dilation")), lepe.get("groups"), lepe.get("in_channels"), lepe.get("out_channels"))
+    _expect(isinstance(k, int) and not isinstance(k, bool) and k % 2 == 1
+            and geometry == ((k, k), (1, 1), (k // 2, k // 2), (1, 1), dim, dim, dim), where,
+            f"its 'lepe' is a Conv2d with kernel_size={lepe.get('kernel_size')}, stride={lepe.get('stride')}, "
+            f"padding={lepe.get('padding')}, groups={lepe.get('groups')} (a depth-wise, odd, same-size conv over "
+            f"dim={dim} is expected)")
+    return k
+
+
+def _check_router(rec: PublishedObject, opts: dict, scale: float, where: str) -> None:
+    router = _child(rec, "router", where, "TopkRouting")
+    for name, value in (("topk", opts["topk"]), ("qk_dim", opts["qk_dim"]), ("diff_routing", opts["diff_routing"]),
+                        ("scale", scale)):
+        got = router.get(name, value)
+        _expect(got == value, where, f"router.{name}={got!r} differs from the layer's {name}={value!r}")
+    _child(router, "emb", f"{where}.router", "Linear" if opts["param_routing"] else "Identity")
+    if "routing_act" in (router.get("_modules") or {}):
+        act = _child(router, "routing_act", f"{where}.router", "Softmax")
+        _expect(act.get("dim") == -1, where, f"router.routing_act is Softmax(dim={act.get('dim')!r}), not dim=-1")
+
+
+def _check_gather(rec: PublishedObject, opts: dict, where: str) -> None:
+    if "kv_gather" not in (rec.get("_modules") or {}):
+        return
+    mode = _attr(_child(rec, "kv_gather", where, "KVGather"), "mul_weight", (str,), f"{where}.kv_gather")
+    wanted = "soft" if opts["soft_routing"] else "hard" if opts["diff_routing"] else "none"
+    _expect(mode == wanted, where, f"kv_gather.mul_weight={mode!r} (soft_routing={opts['soft_routing']}, "
+            f"diff_routing={opts['diff_routing']} give {wanted!r})")
+
+
+def _check_projections(rec: PublishedObject, opts: dict, dim: int, where: str) -> None:
+    qkv = _child(rec, "qkv", where, "QKVLinear")
+    _expect((qkv.get("dim"), qkv.get("qk_dim")) == (dim, opts["qk_dim"] or dim), where,
+            f"qkv has dim={qkv.get('dim')!r}, qk_dim={qkv.get('qk_dim')!r} (the layer's are {dim}, "
+            f"{opts['qk_dim'] or dim})")
+    linear = _child(qkv, "qkv", f"{where}.qkv", "Linear")
+    _expect((linear.get("_parameters") or {}).get("bias") is not None, where, "qkv.qkv is a Linear without bias")
+    mode = opts["param_attention"]
+    _expect(mode in ("qkvo", "qkv"), where, f"param_attention={mode!r}")
+    _child(rec, "wo", where, "Linear" if mode == "qkvo" else "Identity")
+    if "attn_act" in (rec.get("_modules") or {}):
+        act = _child(rec, "attn_act", where, "Softmax")
+        _expect(act.get("dim") == -1, where, f"attn_act is Softmax(dim={act.get('dim')!r}), not dim=-1")
+
+
+def _check_kv_down(rec: PublishedObject, opts: dict, where: str) -> None:
+    """`kv_down` must be the pooling module the kv_downsample_* attributes build."""
+    mode, per_win, ratio = opts["kv_downsample_mode"], opts["kv_per_win"], opts["kv_downsample_ratio"]
+    if mode in ("ada_avgpool", "ada_maxpool"):
+        pool = _child(rec, "kv_down", where, "AdaptiveAvgPool2d" if mode == "ada_avgpool" else "AdaptiveMaxPool2d")
+        _expect(_pair(pool.get("output_size")) == (per_win, per_win), where,
+                f"kv_down has output_size={pool.get('output_size')!r} but kv_per_win={per_win!r}")
+    elif mode in ("avgpool", "maxpool") and isinstance(ratio, int) and ratio > 1:
+        pool = _child(rec, "kv_down", where, "AvgPool2d" if mode == "avgpool" else "MaxPool2d")
+        _expect(_pair(pool.get("kernel_size")) == (ratio, ratio) and _pair(pool.get("stride")) == (ratio, ratio)
+                and _pair(pool.get("padding")) == (0, 0), where,
+                f"kv_down has kernel_size={pool.get('kernel_size')!r}, stride={pool.get('stride')!r}, "
+                f"padding={pool.get('padding')!r} but kv_downsample_ratio={ratio!r}")
+    elif mode in ("identity", "avgpool", "maxpool"):
+        _child(rec, "kv_down", where, "Identity")
+    else:
+        _expect(False, where, f"kv_downsample_mode={mode!r}")
+
+
+def bra_args(rec: PublishedObject, where: str) -> list:
+    """Our BiLevelRoutingAttention's yaml args (after dim) that rebuild the pickled layer `rec`.
+
+    Every attribute the article's __init__ sets is read and its sub-modules are checked against it; a value this
+    project's class cannot build raises CheckpointError naming the attribute.
+    """
+    integer, number, flag = (int,), (int, float), (bool,)
+    dim = _attr(rec, "dim", integer, where)
+    opts = {name: _attr(rec, name, integer, where) for name in ("n_win", "num_heads", "qk_dim", "topk")}
+    opts.update({name: _attr(rec, name, flag, where) for name in ("param_routing", "diff_routing", "soft_routing",
+                                                                  "auto_pad")})
+    opts.update({name: _attr(rec, name, (str,), where) for name in ("param_attention", "kv_downsample_mode")})
+    opts.update({name: _attr(rec, name, integer, where, optional=True) for name in ("kv_per_win",
+                                                                                     "kv_downsample_ratio")})
+    kernel = "kv_downsample_kenel" if "kv_downsample_kenel" in rec.state else "kv_downsample_kernel"  # article typo
+    opts["kv_downsample_kernel"] = _attr(rec, kernel, integer, where, optional=True)
+    for name, value in (("dim", dim), *((k, opts[k]) for k in ("n_win", "num_heads", "qk_dim", "topk"))):
+        _expect(value > 0, where, f"{name}={value!r}")
+    scale = _attr(rec, "scale", number, where)
+    _expect(scale > 0, where, f"scale={scale!r}")
+    opts["qk_scale"] = None if scale == opts["qk_dim"] ** -0.5 else float(scale)
+    opts["qk_dim"] = None if opts["qk_dim"] == dim else opts["qk_dim"]
+    opts["side_dwconv"] = _side_dwconv(rec, dim, where)
+    _check_router(rec, {**opts, "qk_dim": opts["qk_dim"] or dim}, scale, where)
+    _check_gather(rec, opts, where)
+    _check_projections(rec, opts, dim, where)
+    _check_kv_down(rec, opts, where)
+    args = [opts[name] for name in BRA_ARG_NAMES]
+    try:  # our own class, on the meta device (no memory whatever dim says): its checks name the bad option
+        with torch.device("meta"):
+            BiLevelRoutingAttention(dim, *args)
+    except (ModelConfigError, UnsupportedError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{where}: the pickled options cannot be built by this project ({e})") from None
+    return args
+
+
+def with_bra_args(yaml_dict: dict, net: PublishedObject) -> dict:
+    """`yaml_dict` with the args of every BiLevelRoutingAttention row taken from the pickled layers of `net`."""
+    layers = (net.get("_modules") or {}).get("model")
+    rows = (yaml_dict.get("backbone") or []) + (yaml_dict.get("head") or [])
+    if not isinstance(layers, PublishedObject) or not isinstance(rows, list):
+        return yaml_dict
+    for i, layer in (layers.get("_modules") or {}).items():
+        if not isinstance(layer, PublishedObject):
+            continue  # published_state_dict reports it
+        repeats = list((layer.get("_modules") or {}).values()) if _is_class(layer, "Sequential") else [layer]
+        if not repeats or not all(_is_class(r, BRA) for r in repeats):
+            continue
+        where = f"layer model.{i} ({BRA})"
+        args = [bra_args(r, where if len(repeats) == 1 else f"{where}, repeat {j}") for j, r in enumerate(repeats)]
+        if any(a != args[0] for a in args):
+            raise CheckpointError(f"{where}: its repeats have different options, which one yaml row cannot describe")
+        row = rows[int(i)] if str(i).isdigit() and int(i) < len(rows) else None
+        if not (isinstance(row, list) and len(row) == 4 and row[2] == BRA):
+            raise CheckpointError(f"{where}: the model yaml has no {BRA} row at index {i} (got {row!r})")
+        row[3] = args[0]  # rows are lists inside yaml_dict (a plain copy), so this edits the returned dict
+    return yaml_dict

@@ -84,12 +84,14 @@ _CONV = ("Conv", "Conv2", "DWConv", "LightConv", "GhostConv", "RepConv", "Focus"
          "DWConvTranspose2d", "ChannelAttention", "SpatialAttention", "CBAM")
 _BLOCK = ("DFL", "Bottleneck", "C1", "C2", "C2f", "C3", "C3x", "SPP", "SPPF", "GhostBottleneck", "C3Ghost",
           "BiLevelRoutingAttention", "TopkRouting", "QKVLinear", "ZeroLePE")
+#: Classes the BiFormer article pastes into the published block.py (KVGather exists only there, not in this project).
+ARTICLE_BRA_CLASSES = ("BiLevelRoutingAttention", "TopkRouting", "KVGather", "QKVLinear")
 _NAMESPACE = ("IterableSimpleNamespace",)
 #: Classes of the published package (and this one) that may appear in a YOLOv8 detection checkpoint → inert tokens.
 PUBLISHED_CLASSES: dict[str, tuple[str, ...]] = {
     "ultralytics.nn.tasks": ("BaseModel", "DetectionModel"),
     "ultralytics.nn.modules.conv": _CONV,
-    "ultralytics.nn.modules.block": _BLOCK,
+    "ultralytics.nn.modules.block": tuple(dict.fromkeys(_BLOCK + ARTICLE_BRA_CLASSES)),
     "ultralytics.nn.modules.head": ("Detect",),
     "ultralytics.nn.modules": _CONV + _BLOCK + ("Detect",),  # early 8.0 releases: one modules.py
     "ultralytics.utils": _NAMESPACE,
@@ -103,8 +105,8 @@ PUBLISHED_CLASSES: dict[str, tuple[str, ...]] = {
 #: torch.nn layer classes → inert tokens (accepted only under the module path torch itself defines them in).
 TORCH_NN_CLASSES = ("Conv2d", "ConvTranspose2d", "BatchNorm2d", "SiLU", "ReLU", "LeakyReLU", "Hardswish", "GELU",
                     "Sigmoid", "Identity", "Sequential", "ModuleList", "ModuleDict", "Upsample", "MaxPool2d",
-                    "AvgPool2d", "AdaptiveAvgPool2d", "Linear", "Softmax", "LayerNorm", "GroupNorm", "Dropout",
-                    "BCEWithLogitsLoss")
+                    "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Linear", "Softmax", "LayerNorm",
+                    "GroupNorm", "Dropout", "BCEWithLogitsLoss")
 STORAGE_DTYPES = {"DoubleStorage": torch.float64, "FloatStorage": torch.float32, "HalfStorage": torch.float16,
                    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
                    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8,

@@ -41,12 +41,24 @@ class ResumePoint:
         return Path(self.args.get("save_dir") or self.path.parent)
 
 
+def _published_refusal(path: Path, ckpt: dict) -> str:
+    """Why a checkpoint of the published ultralytics package cannot be resumed here, and what to do instead."""
+    instead = f"start a new run from its weights instead: model={path} epochs=N"
+    if ckpt.get("optimizer_dropped"):
+        return (f"cannot resume '{path}': it was written by the published ultralytics package and its optimizer state "
+                f"is not used here (its parameter order is not this project's); {instead}")
+    return (f"cannot resume '{path}': it is a finished run of the published ultralytics package (no optimizer "
+            f"state); {instead}")
+
+
 def load_resume_point(resume: bool | str | Path, overrides: dict[str, Any]) -> ResumePoint:
     """Check that `resume` names a resumable checkpoint and merge the allowed `overrides` into its train_args."""
     path = resume_path(resume)
     if not path.is_file():
         raise MissingFileError(f"resume checkpoint '{path}' not found; pass resume=path/to/weights/last.pt")
     ckpt = load_checkpoint(path)
+    if ckpt.get("source") == "published":
+        raise CheckpointError(_published_refusal(path, ckpt))
     if ckpt.get("finished"):
         raise CheckpointError(f"training already finished; nothing to resume ({path}). To train further start a new "
                          f"run from it: model={path} epochs=N")
