@@ -16,7 +16,10 @@ import torch.nn as nn
 from ultralytics.cfg import DEFAULT_MODEL
 from ultralytics.detection.loss import DetectionLoss
 from ultralytics.errors import MissingFileError, ModelConfigError, UnsupportedError
-from ultralytics.nn.modules import C3, SPPF, BiLevelRoutingAttention, Bottleneck, C2f, Concat, Conv, Detect, DWConv
+from ultralytics.nn.modules import (C1, C2, C3, CBAM, SPP, SPPF, BiLevelRoutingAttention, Bottleneck, BottleneckCSP,
+                                    C2f, C3Ghost, C3TR, C3x, ChannelAttention, Concat, Conv, Conv2, ConvTranspose,
+                                    Detect, DWConv, DWConvTranspose2d, Focus, GhostBottleneck, GhostConv, RepConv,
+                                    SpatialAttention, TransformerBlock)
 from ultralytics.utils import CFG_DIR, LOGGER, yaml_load
 from ultralytics.utils.ops import make_divisible
 from ultralytics.utils.torch_utils import fuse_conv_and_bn, model_info
@@ -93,10 +96,15 @@ def register_module(name: str, cls: type[nn.Module], rule: ChannelRule) -> None:
     MODULES[name] = ModuleSpec(cls, rule)
 
 
-for _cls in (Conv, DWConv, SPPF, Bottleneck):
+for _cls in (Conv, DWConv, SPPF, Bottleneck, Conv2, ConvTranspose, DWConvTranspose2d, Focus, GhostConv, RepConv,
+             GhostBottleneck, SPP, TransformerBlock):
     register_module(_cls.__name__, _cls, conv_like)
-for _cls in (C2f, C3):
+for _cls in (C2f, C3, C1, C2, C3x, C3TR, C3Ghost, BottleneckCSP):
     register_module(_cls.__name__, _cls, csp_like)
+register_module("nn.ConvTranspose2d", nn.ConvTranspose2d, conv_like)
+register_module("CBAM", CBAM, same_channels_first)
+register_module("ChannelAttention", ChannelAttention, same_channels_first)
+register_module("SpatialAttention", SpatialAttention, passthrough)
 register_module("Concat", Concat, concat_rule)
 register_module("Detect", Detect, detect_rule)
 register_module("BiLevelRoutingAttention", BiLevelRoutingAttention, same_channels_first)
@@ -348,9 +356,14 @@ class DetectionModel(nn.Module):
         return self.criterion(preds, batch)
 
     def fuse(self, verbose: bool = True) -> DetectionModel:
-        """Fold every Conv's BatchNorm into its convolution (inference speed-up; outputs unchanged)."""
+        """Merge the parallel branches of RepConv / Conv2 into one convolution and fold the BatchNorm of every conv
+        block (Conv, Conv2, ...) into its convolution (inference speed-up; outputs unchanged)."""
+        for m in list(self.model.modules()):
+            merge = getattr(m, "fuse_convs", None) or getattr(m, "merge_branches", None)
+            if callable(merge):
+                merge()
         for m in self.model.modules():
-            if isinstance(m, Conv) and hasattr(m, "bn"):
+            if hasattr(m, "forward_fuse") and isinstance(getattr(m, "bn", None), nn.BatchNorm2d):
                 m.conv = fuse_conv_and_bn(m.conv, m.bn)
                 delattr(m, "bn")
                 m.forward = m.forward_fuse

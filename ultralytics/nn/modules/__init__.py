@@ -3,7 +3,11 @@
 from .block import (C2f, C3, DFL, SPPF, BiLevelRoutingAttention, Bottleneck, QKVLinear, TopkRouting,
                     ZeroLePE)
 from .conv import Concat, Conv, DWConv, autopad
+from .extra_blocks import C1, C2, SPP, BottleneckCSP, C3Ghost, C3TR, C3x, GhostBottleneck
+from .extra_conv import (CBAM, ChannelAttention, Conv2, ConvTranspose, DWConvTranspose2d, Focus, GhostConv,
+                         RepConv, SpatialAttention)
 from .head import Detect
+from .transformer import TransformerBlock, TransformerLayer
 
 __all__ = [
     "autopad",
@@ -20,4 +24,23 @@ __all__ = [
     "ZeroLePE",
     "BiLevelRoutingAttention",
     "Detect",
+    "Conv2",
+    "ConvTranspose",
+    "DWConvTranspose2d",
+    "Focus",
+    "GhostConv",
+    "RepConv",
+    "ChannelAttention",
+    "SpatialAttention",
+    "CBAM",
+    "C1",
+    "C2",
+    "C3x",
+    "C3TR",
+    "C3Ghost",
+    "GhostBottleneck",
+    "BottleneckCSP",
+    "SPP",
+    "TransformerLayer",
+    "TransformerBlock",
 ]
