@@ -19,6 +19,8 @@ from torch.utils.data import DataLoader, Sampler, distributed, get_worker_info
 
 from ultralytics.data.augment import AugmentParams
 from ultralytics.data.dataset import YOLODataset
+from ultralytics.data.loaders import InferenceSource
+from ultralytics.errors import ConfigError
 from ultralytics.utils import LOGGER
 
 _DATASET_KEYS = ("imgsz", "rect", "cache", "single_cls", "classes", "fraction")
@@ -126,3 +128,17 @@ def build_dataloader(dataset: YOLODataset, batch: int, workers: int, shuffle: bo
         generator=torch.Generator().manual_seed(loader_seed(seed, rank)),
         pin_memory=pin,
     )
+
+
+def load_inference_source(source: Any, batch: int = 1, vid_stride: int = 1, buffer: bool = False) -> InferenceSource:
+    """The lazy prediction source the predictor iterates (`ultralytics.data.loaders.InferenceSource`).
+
+    It yields one `SourceItem` (path, BGR image, ...) per image or kept video frame; the predictor groups them
+    into batches, so `batch` (>= 1) is only recorded as `source.bs`. `buffer` concerns live streams, which this
+    package does not read; it is accepted for compatibility and has no effect.
+    """
+    if int(batch) < 1:
+        raise ConfigError(f"batch={batch} must be an int >= 1")
+    src = InferenceSource(source, vid_stride=vid_stride)
+    src.bs = int(batch)
+    return src

@@ -7,6 +7,8 @@ indexing keep all formats consistent.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -232,6 +234,32 @@ class Results:
         return json.dumps(self.summary(normalize=normalize, decimals=decimals), indent=2)
 
     tojson = to_json  # older name
+
+    def to_df(self, normalize: bool = False, decimals: int = 5) -> Any:
+        """`summary()` as a polars DataFrame, like the published package: columns name (str), class (int),
+        confidence (float), box (struct x1, y1, x2, y2), and track_id when tracked.
+
+        Needs polars (`pip install polars`; not a dependency of this package): ImportError without it.
+        `to_csv` gives the same table as text without it.
+        """
+        try:
+            import polars
+        except ImportError as e:
+            raise ImportError("Results.to_df() needs polars, which is not installed: pip install polars "
+                              "(Results.to_csv() and Results.summary() work without it)") from e
+        return polars.DataFrame(self.summary(normalize=normalize, decimals=decimals))
+
+    def to_csv(self, normalize: bool = False, decimals: int = 5) -> str:
+        """`summary()` as CSV text: header name,class,confidence,box[,track_id], one row per box, the box written
+        as its dict ("{'x1': 10.0, ...}"). Needs no DataFrame library; no boxes give a lone newline."""
+        rows = self.summary(normalize=normalize, decimals=decimals)
+        if not rows:
+            return "\n"
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(list(rows[0]))
+        writer.writerows([str(v) if isinstance(v, dict) else v for v in row.values()] for row in rows)
+        return buf.getvalue()
 
     # --------------------------------------------------------------------------------------------- files
     def save_txt(self, txt_file: str | Path, save_conf: bool = False) -> str:

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from ultralytics.errors import MissingFileError
 from ultralytics.utils import SETTINGS, write_atomic
+from ultralytics.utils.files import increment_path
 
 RESULTS_COLUMNS = (
     "epoch", "time", "train/box_loss", "train/cls_loss", "train/dfl_loss", "metrics/precision(B)",
@@ -46,17 +47,6 @@ class TrainResult:
     @property
     def last(self) -> Path:
         return self.save_dir / "weights" / "last.pt"
-
-
-def increment_path(path: str | Path, exist_ok: bool = False) -> Path:
-    """`path` if it is free (or exist_ok), else path2, path3, ... (the first that does not exist)."""
-    path = Path(path)
-    if exist_ok or not path.exists():
-        return path
-    n = 2
-    while Path(f"{path}{n}").exists():
-        n += 1
-    return Path(f"{path}{n}")
 
 
 def get_save_dir(project: str | None, name: str | None, exist_ok: bool = False, task: str = "detect") -> Path:

@@ -54,6 +54,38 @@ def xyxy2xywhn(x, w: float = 640, h: float = 640, clip: bool = False, eps: float
     return y
 
 
+def ltwh2xywh(x):
+    """(left, top, w, h) → (cx, cy, w, h)."""
+    y = _empty_like(x)
+    y[..., 0] = x[..., 0] + x[..., 2] / 2
+    y[..., 1] = x[..., 1] + x[..., 3] / 2
+    return y
+
+
+def xywh2ltwh(x):
+    """(cx, cy, w, h) → (left, top, w, h)."""
+    y = _empty_like(x)
+    y[..., 0] = x[..., 0] - x[..., 2] / 2
+    y[..., 1] = x[..., 1] - x[..., 3] / 2
+    return y
+
+
+def ltwh2xyxy(x):
+    """(left, top, w, h) → (x1, y1, x2, y2)."""
+    y = _empty_like(x)
+    y[..., 2] = x[..., 0] + x[..., 2]
+    y[..., 3] = x[..., 1] + x[..., 3]
+    return y
+
+
+def xyxy2ltwh(x):
+    """(x1, y1, x2, y2) → (left, top, w, h)."""
+    y = _empty_like(x)
+    y[..., 2] = x[..., 2] - x[..., 0]
+    y[..., 3] = x[..., 3] - x[..., 1]
+    return y
+
+
 def clip_boxes(boxes, shape: tuple[int, int]):
     """Clip xyxy boxes in place to an image of shape (h, w) and return them."""
     h, w = shape[:2]

@@ -2,6 +2,7 @@
 the background thread (PLOTS) that draws them off the hot path.
 
 Matplotlib is used through its Agg canvas directly (no pyplot, no global backend switch); boxes are drawn with cv2.
+Also the drawing helpers of the published API: `colors`, `Annotator` and `save_one_box`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 
 from ultralytics.utils import LOGGER
-from ultralytics.utils.ops import xywh2xyxy
+from ultralytics.utils.files import increment_path
+from ultralytics.utils.ops import clip_boxes, xywh2xyxy, xyxy2xywh
 
 # 20 distinguishable colours (RGB hex); class i uses PALETTE[i % 20].
 PALETTE_HEX = ("E6194B", "3CB44B", "FFE119", "4363D8", "F58231", "911EB4", "42D4F4", "F032E6", "BFEF45", "FABED4",
@@ -191,3 +193,105 @@ class PlotWorker:
 
 
 PLOTS = PlotWorker()  # the process-wide plot thread shared by the trainer and the validator
+
+
+# ------------------------------------------------------------------------------------------------ published API
+class ClassColours:
+    """Callable class palette: `colors(i)` → (R, G, B) ints, `colors(i, bgr=True)` → (B, G, R); i may be a tensor."""
+
+    def __len__(self) -> int:
+        return len(PALETTE_HEX)
+
+    def __call__(self, i: int | torch.Tensor, bgr: bool = False) -> tuple[int, int, int]:
+        return colour(int(i), bgr=bgr)
+
+
+colors = ClassColours()
+
+
+def _xyxy_ints(box: Any) -> tuple[int, int, int, int]:
+    """A box (list, array or tensor of 4 numbers, any leading 1-sized dims) as rounded pixel ints."""
+    b = _to_numpy(box).reshape(-1)[:4].astype(np.float64)
+    return tuple(int(round(v)) for v in b)  # type: ignore[return-value]
+
+
+class Annotator:
+    """Draw boxes, labels, rectangles and text onto a BGR image in place (cv2 only; `pil=True` is ignored).
+
+    `line_width` defaults to 0.3% of the mean image side (at least 2 px); colours are in the image's channel
+    order (BGR for cv2 images, e.g. `colors(c, bgr=True)`). `result()` returns the drawn image.
+    """
+
+    def __init__(self, im: np.ndarray, line_width: int | None = None, font_size: float | None = None,
+                 font: str = "Arial.ttf", pil: bool = False, example: str = "abc") -> None:
+        im = np.asarray(im)
+        if im.ndim == 2:
+            im = cv2.cvtColor(im, cv2.COLOR_GRAY2BGR)
+        self.im = im if im.flags.c_contiguous and im.flags.writeable else np.ascontiguousarray(im).copy()
+        self.lw = int(line_width) if line_width else max(round(sum(im.shape[:2]) / 2 * 0.003), 2)
+        self.tf = max(self.lw - 1, 1)  # text thickness
+        self.sf = float(font_size) if font_size else self.lw / 3  # cv2 font scale
+
+    def _text_size(self, text: str) -> tuple[int, int]:
+        (w, h), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, self.sf, self.tf)
+        return w, h
+
+    def box_label(self, box: Any, label: str = "", color: tuple[int, int, int] = (128, 128, 128),
+                  txt_color: tuple[int, int, int] = (255, 255, 255)) -> None:
+        """Outline the xyxy `box` and write `label` on a filled tag above it (inside when at the top edge)."""
+        x1, y1, x2, y2 = _xyxy_ints(box)
+        cv2.rectangle(self.im, (x1, y1), (x2, y2), color, self.lw, cv2.LINE_AA)
+        if not label:
+            return
+        w, h = self._text_size(label)
+        above = y1 >= h + 3
+        tag_y = y1 - h - 3 if above else y1 + h + 3
+        cv2.rectangle(self.im, (x1, y1), (x1 + w, tag_y), color, -1, cv2.LINE_AA)
+        baseline = y1 - 2 if above else y1 + h + 2
+        cv2.putText(self.im, label, (x1, baseline), cv2.FONT_HERSHEY_SIMPLEX, self.sf, txt_color, self.tf,
+                    cv2.LINE_AA)
+
+    def rectangle(self, xy: Any, fill: tuple[int, int, int] | None = None,
+                  outline: tuple[int, int, int] | None = None, width: int = 1) -> None:
+        """A rectangle over xyxy `xy`: filled with `fill` and/or outlined with `outline` (`width` px)."""
+        x1, y1, x2, y2 = _xyxy_ints(xy)
+        if fill is not None:
+            cv2.rectangle(self.im, (x1, y1), (x2, y2), fill, -1)
+        if outline is not None:
+            cv2.rectangle(self.im, (x1, y1), (x2, y2), outline, int(width))
+
+    def text(self, xy: Any, text: str, txt_color: tuple[int, int, int] = (255, 255, 255), anchor: str = "top",
+             box_color: tuple[int, int, int] = ()) -> None:
+        """Write `text` with its top-left corner at `xy` (`anchor='bottom'`: bottom-left), on `box_color` if given."""
+        x, y = (int(round(float(v))) for v in list(xy)[:2])
+        w, h = self._text_size(text)
+        top = y - h if anchor == "bottom" else y
+        if box_color:
+            cv2.rectangle(self.im, (x, top), (x + w, top + h + self.tf + 1), box_color, -1)
+        cv2.putText(self.im, text, (x, top + h), cv2.FONT_HERSHEY_SIMPLEX, self.sf, txt_color, self.tf, cv2.LINE_AA)
+
+    def result(self, pil: bool = False) -> np.ndarray:
+        """The drawn image (the same array that was drawn on)."""
+        return self.im
+
+
+def save_one_box(xyxy: Any, im: np.ndarray, file: str | Path = Path("im.jpg"), gain: float = 1.02, pad: int = 10,
+                 square: bool = False, BGR: bool = False, save: bool = True) -> np.ndarray:
+    """Crop the xyxy box, widened to size * gain + pad (a square of the longer side when `square`), from BGR `im`.
+
+    The crop is clipped to the image and cut at whole pixels (coordinates truncated). With `save`, it is written
+    as a JPEG to `file` (numbered file-2.jpg, ... when taken; folders created). Returns the crop, BGR when
+    `BGR=True`, else with its channels reversed (RGB).
+    """
+    box = torch.as_tensor(_to_numpy(xyxy), dtype=torch.float64).reshape(-1, 4)
+    wh_c = xyxy2xywh(box)
+    if square:
+        wh_c[:, 2:] = wh_c[:, 2:].max(1, keepdim=True).values
+    wh_c[:, 2:] = wh_c[:, 2:] * gain + pad
+    x1, y1, x2, y2 = clip_boxes(xywh2xyxy(wh_c), im.shape[:2])[0].long().tolist()
+    crop = im[y1:y2, x1:x2]
+    if save:
+        out = increment_path(Path(file).with_suffix(".jpg"), sep="-")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(out), np.ascontiguousarray(crop))
+    return crop if BGR else crop[..., ::-1]
