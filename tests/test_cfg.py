@@ -18,9 +18,13 @@ from ultralytics.cfg import (
     DEFAULT_CFG_DICT,
     CfgError,
     IterableSimpleNamespace,
+    check_dict_alignment,
+    copy_default_cfg,
     get_cfg,
     parse_value,
+    smart_value,
 )
+from ultralytics.errors import ConfigError, ConfigTypeError, UnknownKeyError
 from ultralytics.utils import DEFAULT_CFG_PATH
 from ultralytics.utils.torch_utils import cuda_device_ids
 
@@ -218,3 +222,73 @@ def test_predict_with_a_torch_device():
     image = np.zeros((64, 80, 3), np.uint8)
     results = YOLO("yolov8n.yaml").predict(image, imgsz=64, device=torch.device("cpu"), verbose=False)
     assert len(results) == 1 and results[0].boxes.xyxy.device.type == "cpu"
+
+
+# Observed from the published package (8.4.190, black box): ultralytics.cfg.smart_value(text) on these inputs.
+@pytest.mark.parametrize("text, expected", [
+    ("none", None), ("None", None), ("true", True), ("True", True), ("TRUE", True), ("tRuE", True), ("false", False),
+    ("3", 3), ("-1", -1), (" 3 ", 3), ("3.5", 3.5), ("1e-3", 0.001), ("1E3", 1000.0), ("[1,2]", [1, 2]),
+    ("abc", "abc"), ("yes", "yes"), ("[oops", "[oops"), ("{a: 1}", "{a: 1}"),
+])
+def test_smart_value_matches_published(text, expected):
+    value = smart_value(text)
+    assert value == expected and type(value) is type(expected)
+
+
+def test_check_dict_alignment():
+    base = {"epochs": 1, "lr0": 0.01, "lrf": 0.01, "show_labels": True}
+    assert check_dict_alignment(base, {"epochs": 3, "lr0": 0.1}) is None
+    assert check_dict_alignment(base, {"save_dir": "runs/x"}) is None  # allowed beyond base by default
+    custom = {"hide_labels": True}
+    assert check_dict_alignment(base, custom) is None and custom == {"hide_labels": True}  # deprecated: new name
+    with pytest.raises(SyntaxError) as e:
+        check_dict_alignment(base, {"epoch": 3, "foo": 1, "lr0": 0.1})
+    msg = str(e.value)
+    assert isinstance(e.value, UnknownKeyError) and isinstance(e.value, ConfigError)
+    assert "'epoch'" in msg and "epochs" in msg and "'foo'" in msg and "'lr0'" not in msg
+    cause = KeyError("lr")
+    with pytest.raises(SyntaxError, match="'lr'.*lr0") as e:
+        check_dict_alignment(base, {"lr": 0.1}, cause)
+    assert e.value.__cause__ is cause
+    assert check_dict_alignment(base, {"x": 1}, None, {"x"}) is None
+    with pytest.raises(SyntaxError, match="'save_dir'"):
+        check_dict_alignment(base, {"save_dir": "a"}, None, {"x"})  # an explicit allowed set replaces the default
+
+
+def test_copy_default_cfg(tmp_path, monkeypatch, logs):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default_copy.yaml").write_text("stale: 1\n")
+    path = copy_default_cfg()
+    assert path == tmp_path / "default_copy.yaml"  # the published file name, replaced when it exists
+    assert path.read_bytes() == DEFAULT_CFG_PATH.read_bytes()
+    text = "\n".join(logs)
+    assert f"{DEFAULT_CFG_PATH} copied to {path}" in text and f"yolo cfg='{path}' imgsz=320 batch=8" in text
+    assert cfgmod.check_cfg(yaml.safe_load(path.read_text())) == DEFAULT_CFG_DICT  # a valid cfg= file
+
+
+# The exception types the published package raises (observed): TypeError for a wrong type (None included),
+# ValueError for a bad value, SyntaxError for an unknown key. Ours are also ConfigErrors.
+@pytest.mark.parametrize("key, value, exc", [
+    ("epochs", "abc", TypeError), ("epochs", 2.5, TypeError), ("epochs", None, TypeError), ("lr0", "abc", TypeError),
+    ("lr0", None, TypeError), ("save", "yes", TypeError), ("save", 1, TypeError), ("name", ["a"], TypeError),
+    ("imgsz", "abc", TypeError), ("lr0", 1.5, ValueError), ("epochs", -1, ValueError), ("batch", 0, ValueError),
+    ("optimizer", "SDG", ValueError), ("foo", 1, SyntaxError), ("epoch", 1, SyntaxError),
+])
+def test_error_types_match_published(key, value, exc):
+    with pytest.raises(exc) as e:
+        get_cfg(overrides={key: value})
+    assert isinstance(e.value, ConfigError) and f"{key}" in str(e.value)
+    assert isinstance(e.value, ConfigTypeError) == (exc is TypeError)
+    assert isinstance(e.value, UnknownKeyError) == (exc is SyntaxError)
+    if exc is ValueError:
+        assert not isinstance(e.value, (TypeError, SyntaxError))
+
+
+def test_none_is_valid_for_auto_augment_and_other_ignored_keys(logs):
+    args = get_cfg(overrides={"auto_augment": None, "workspace": None, "nms": None, "tracker": None})
+    assert args.auto_augment is None and args.workspace is None and args.nms is None and args.tracker is None
+    assert not any("ignored" in line for line in logs)  # None means unset: nothing to warn about
+    assert get_cfg(overrides={"auto_augment": "augmix"}).auto_augment == "augmix"
+    assert any("auto_augment='augmix' is ignored" in line for line in logs)
+    with pytest.raises(TypeError, match="lr0=None"):
+        get_cfg(overrides={"lr0": None})

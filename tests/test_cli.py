@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +16,10 @@ import ultralytics
 from ultralytics import cli
 from ultralytics.cfg import DEFAULT_CFG_DICT, CfgError, mode_default
 from ultralytics.checkpoints import make_checkpoint
-from ultralytics.cli import entrypoint
+from ultralytics.cli import entrypoint, strip_trailing_commas
 from ultralytics.errors import DatasetError, MissingFileError, UnsupportedError
 from ultralytics.nn.tasks import DetectionModel
-from ultralytics.utils import SETTINGS, yaml_load
+from ultralytics.utils import DEFAULT_CFG_PATH, SETTINGS, yaml_load
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -234,3 +235,55 @@ def test_real_subprocess(tmp_path):
         out = subprocess.run([str(script), "version"], capture_output=True, text=True, env=env, cwd=tmp_path,
                              timeout=60)
         assert out.returncode == 0 and out.stdout.strip() == ultralytics.__version__
+
+
+def test_checks_prints_the_environment(capsys, logs):
+    rc, out, _ = run(["checks"], capsys)
+    text = out + "\n".join(logs)
+    assert rc == 0
+    assert ultralytics.__version__ in text and platform.python_version() in text and torch.__version__ in text
+
+
+def test_copy_cfg_writes_default_copy_yaml(capsys, logs, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run(["copy-cfg"], capsys)
+    target = tmp_path / "default_copy.yaml"
+    assert rc == 0, err
+    assert target.read_bytes() == DEFAULT_CFG_PATH.read_bytes()
+    assert any(f"yolo cfg='{target}'" in line for line in logs)
+
+
+@pytest.mark.parametrize("argv", [["train", "checks"], ["val", "copy-cfg"]])
+def test_new_special_commands_must_come_first(fake, capsys, argv):
+    rc, _, err = run(argv, capsys)
+    assert rc == 2 and "must come first" in err and fake.calls == []
+
+
+def test_strip_trailing_commas(logs):
+    assert strip_trailing_commas(["train,", "epochs=1,,", ",", "imgsz=320"]) == ["train", "epochs=1,", "imgsz=320"]
+    assert len(logs) == 3 and "'epochs=1,,'" in logs[1] and "'epochs=1,'" in logs[1]
+
+
+def test_trailing_comma_and_spaces_around_equals(fake, capsys, logs):
+    """`yolo train epochs =1,` as the shell splits it: joined, the comma dropped with a warning (as published)."""
+    rc, _, err = run(["train", "epochs", "=1,", "lr0 =", "0.02,", "device=0,1,", "amp=False"], capsys)
+    assert rc == 0, err
+    assert fake.calls[1] == ("train", None, {"epochs": 1, "lr0": 0.02, "device": "0,1", "amp": False})
+    assert sum("comma" in line for line in logs) == 3 and any("'epochs=1,'" in line for line in logs)
+
+
+@pytest.mark.parametrize("argv, exc, words", [
+    (["train", "foo=1"], SyntaxError, ["'foo'"]),
+    (["train", "epoch=1"], SyntaxError, ["'epoch'", "epochs"]),
+    (["train", "epochs=abc"], TypeError, ["epochs", "abc"]),
+    (["train", "save=yes"], TypeError, ["save", "yes"]),
+    (["train", "lr0=1.5"], ValueError, ["lr0", "1.5"]),
+    (["benchmark", "model=a.pt"], UnsupportedError, ["benchmark", "not supported"]),
+    (["mode=track", "model=a.pt"], UnsupportedError, ["track", "not supported"]),
+])
+def test_cli_error_types_with_traceback(fake, monkeypatch, argv, exc, words):
+    monkeypatch.setenv("YOLO_TRACEBACK", "1")
+    with pytest.raises(exc) as e:
+        entrypoint(argv)
+    assert all(w in str(e.value) for w in words), str(e.value)
+    assert fake.calls == []

@@ -15,18 +15,19 @@ from typing import Any
 import yaml
 
 from ultralytics.cfg import (DEFAULT_CFG_DICT, MODE_DEFAULTS, MODES, OTHER_MODES, OTHER_TASKS, STR_KEYS, TASKS,
-                             CfgError, close_matches, get_cfg, parse_value)
+                             CfgError, close_matches, copy_default_cfg, get_cfg, parse_value)
 from ultralytics.engine.model import YOLO
 from ultralytics.engine.resume import resolve_resume
-from ultralytics.errors import UserError
+from ultralytics.errors import UnsupportedError, UserError
 from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, SETTINGS
+from ultralytics.utils.checks import check_yolo
 from ultralytics.version import __version__
 
-SPECIAL_COMMANDS = ("help", "version", "cfg", "settings")
+SPECIAL_COMMANDS = ("help", "version", "checks", "cfg", "copy-cfg", "settings")
 EXIT_USER_ERROR = 2
 
 HELP = f"""
-Usage: yolo [TASK] MODE [key=value ...]      (or: yolo help | version | cfg | settings)
+Usage: yolo [TASK] MODE [key=value ...]      (or: yolo help | version | checks | cfg | copy-cfg | settings)
 
     TASK  detect (the default; the only task this release implements)
     MODE  {' | '.join(MODES)}
@@ -42,13 +43,16 @@ Examples:
 Special commands:
     yolo help                     this message
     yolo version                  the installed version
+    yolo checks                   the environment: versions, devices (no network)
     yolo cfg                      print the default config (default.yaml)
+    yolo copy-cfg                 copy default.yaml to ./default_copy.yaml, to edit and use as cfg=
     yolo settings                 show the user settings and where they are stored
     yolo settings key=value       change a setting, e.g. yolo settings datasets_dir=/data
     yolo settings reset           restore the default settings
 
 Values are read as YAML: 640 is an int, 0.01 a float, True/False a bool, None empty,
-[0,2] a list; anything else is text. `train` uses model={MODE_DEFAULTS['train']['model']} when none is given.
+[0,2] a list; anything else is text. A trailing comma (epochs=3,) is dropped with a warning.
+`train` uses model={MODE_DEFAULTS['train']['model']} when none is given.
 Set YOLO_TRACEBACK=1 to see full tracebacks instead of one-line errors.
 """
 
@@ -79,6 +83,18 @@ def merge_equals_args(args: list[str]) -> list[str]:
         else:
             out.append(a)
             i += 1
+    return out
+
+
+def strip_trailing_commas(args: list[str]) -> list[str]:
+    """Drop one trailing comma from each argument (`epochs=1,` -> `epochs=1`), warning; a lone comma disappears."""
+    out = []
+    for arg in args:
+        if arg.endswith(","):
+            LOGGER.warning(f"WARNING ⚠️ '{arg}' ends with a comma, which is not needed; using '{arg[:-1]}'")
+            arg = arg[:-1]
+        if arg:
+            out.append(arg)
     return out
 
 
@@ -172,6 +188,9 @@ def run_mode(args: list[str]) -> int:
                 overrides[key] = value
         else:
             _bare_word(arg, overrides)
+    if overrides.get("mode") in OTHER_MODES:
+        raise UnsupportedError(f"mode '{overrides['mode']}' (yolo {overrides['mode']}) is not supported in this "
+                               f"project; choose one of {', '.join(MODES)}")
 
     if overrides.get("resume") is True and str(overrides.get("model", "")).endswith(".pt"):
         overrides["resume"] = overrides["model"]  # `yolo train resume model=.../last.pt` resumes that file
@@ -221,8 +240,14 @@ def _dispatch(args: list[str]) -> int:
     if first in ("version", "--version"):
         print(__version__)
         return 0
+    if first == "checks":
+        check_yolo()
+        return 0
     if first == "cfg":
         print(Path(DEFAULT_CFG_PATH).read_text(encoding="utf-8").rstrip())
+        return 0
+    if first == "copy-cfg":
+        copy_default_cfg()
         return 0
     if first == "settings":
         return settings_command(args[1:])
@@ -231,7 +256,7 @@ def _dispatch(args: list[str]) -> int:
 
 def entrypoint(argv: list[str] | None = None) -> int:
     """Run the `yolo` command with `argv` (default: sys.argv[1:]); return the exit code."""
-    args = merge_equals_args(list(sys.argv[1:] if argv is None else argv))
+    args = strip_trailing_commas(merge_equals_args(list(sys.argv[1:] if argv is None else argv)))
     try:
         return _dispatch(args)
     except KeyboardInterrupt:

@@ -17,6 +17,18 @@ class ConfigError(UserError, ValueError):
     """A configuration key or value is not valid."""
 
 
+class ConfigTypeError(ConfigError, TypeError):
+    """A configuration value has the wrong type (the published package raises TypeError here)."""
+
+
+class UnknownKeyError(ConfigError, SyntaxError):
+    """A configuration key that does not exist (the published package raises SyntaxError here)."""
+
+    def __init__(self, message: str) -> None:
+        # ValueError precedes SyntaxError in the MRO; its __init__ would leave .msg (and so str()) unset.
+        SyntaxError.__init__(self, message)
+
+
 class ModelConfigError(UserError, ValueError):
     """A model yaml (or a module's arguments in it) is not valid."""
 
@@ -57,6 +69,7 @@ class NonFiniteLossError(UserError, FloatingPointError):
     """Training stopped because the loss or the gradients were NaN/inf for too many consecutive steps."""
 
 
-__all__ = ["UserError", "ConfigError", "ModelConfigError", "DatasetError", "MissingFileError", "CheckpointError",
+__all__ = ["UserError", "ConfigError", "ConfigTypeError", "UnknownKeyError",
+           "ModelConfigError", "DatasetError", "MissingFileError", "CheckpointError",
            "UnsafeCheckpointError", "SourceError", "ExportError", "UnsupportedError", "DDPError",
            "NonFiniteLossError"]

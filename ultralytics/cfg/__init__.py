@@ -2,12 +2,15 @@
 
 `get_cfg(cfg, overrides)` merges default.yaml < `cfg` < a `cfg=` file named in overrides < overrides and
 returns one checked `IterableSimpleNamespace`. The command line lives in `ultralytics/cli.py`.
+A wrong value type raises ConfigTypeError (a TypeError), a bad value ConfigError (a ValueError) and an unknown key
+UnknownKeyError (a SyntaxError), as the published package does; all three are ConfigErrors.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterator
@@ -15,7 +18,7 @@ from typing import Any, Iterator
 import torch
 import yaml
 
-from ultralytics.errors import ConfigError, MissingFileError
+from ultralytics.errors import ConfigError, ConfigTypeError, MissingFileError, UnknownKeyError
 from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, yaml_load
 
 __all__ = [
@@ -29,7 +32,10 @@ __all__ = [
     "get_cfg",
     "cfg2dict",
     "parse_value",
+    "smart_value",
     "check_cfg",
+    "check_dict_alignment",
+    "copy_default_cfg",
     "close_matches",
 ]
 
@@ -123,7 +129,8 @@ def mode_default(mode: str, key: str) -> Any:
 
 def warn_unsupported(given: dict[str, Any]) -> list[str]:
     """Warn for each key of `given` that this project ignores and that is set away from its default; return them."""
-    ignored = [k for k, v in given.items() if k in UNSUPPORTED_KEYS and v != DEFAULT_CFG_DICT.get(k)]
+    ignored = [k for k, v in given.items()
+               if k in UNSUPPORTED_KEYS and v is not None and v != DEFAULT_CFG_DICT.get(k)]
     for k in ignored:
         LOGGER.warning(f"WARNING ⚠️ {k}={given[k]!r} is ignored: {UNSUPPORTED_KEYS[k]}")
     return ignored
@@ -161,8 +168,10 @@ STR_KEYS = frozenset({
 # Keys with their own rule (see _check_special); `source` accepts anything the predictor can read.
 SPECIAL_KEYS = frozenset({"imgsz", "batch", "device", "cache", "pretrained", "resume", "classes", "freeze",
                           "embed", "source"})
-# Keys whose value may also be None although their default is not.
-NULLABLE_KEYS = frozenset({"opset"})
+# Keys whose value may also be None although their default is not: opset (the exporter picks one) and the ignored
+# keys the published package lets be None (its args.yaml files carry e.g. workspace: null, nms: null).
+NULLABLE_KEYS = frozenset({"opset", "auto_augment", "crop_fraction", "label_smoothing", "save_hybrid", "keras", "int8",
+                           "workspace", "nms", "tracker"})
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "task": TASKS,
@@ -178,12 +187,14 @@ _YAML_BOOL_WORDS = {"true", "false"}
 def parse_value(text: str) -> Any:
     """Turn a command-line value into a Python value with `yaml.safe_load`.
 
-    `640` -> int, `0.01` and `1e-3` -> float, `True`/`false` -> bool, `None`/`null`/`` -> None,
+    `640` -> int, `0.01` and `1e-3` -> float, `true`/`False` (any case) -> bool, `None`/`null`/`` -> None,
     `[0,2]` -> list, `0,1` -> "0,1", `exp` -> "exp". Text YAML cannot parse stays text.
     """
     text = text.strip()
     if text.lower() == "none":
         return None
+    if text.lower() in _YAML_BOOL_WORDS:
+        return text.lower() == "true"  # any letter case, as the published package reads them (YAML: 3 spellings)
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -197,16 +208,52 @@ def parse_value(text: str) -> Any:
     return value
 
 
+def smart_value(text: str) -> Any:
+    """The published name of `parse_value`: "none" -> None, "true" -> True, "3" -> 3, "1e-3" -> 0.001,
+    "[1,2]" -> [1, 2], "abc" -> "abc"."""
+    return parse_value(text)
+
+
 def close_matches(word: str, candidates: Any, n: int = 3) -> list[str]:
     """The candidates most similar to `word` (difflib), best first."""
     return difflib.get_close_matches(word, list(candidates), n=n, cutoff=0.6)
 
 
-def _unknown_key_message(key: str, where: str = "") -> str:
-    valid = DEFAULT_CFG_KEYS | set(EXTRA_KEYS)
+def _unknown_key_message(key: str, valid: set[str], where: str = "") -> str:
     similar = close_matches(key, sorted(valid))
     hint = f"; similar keys: {', '.join(similar)}" if similar else "; `yolo cfg` lists every key"
     return f"'{key}' is not a valid YOLO argument{where}{hint}"
+
+
+def _refuse_unknown(keys: Any, valid: set[str], where: str = "", cause: BaseException | None = None) -> None:
+    """Raise one UnknownKeyError naming every key not in `valid` (with close matches), chained to `cause`."""
+    unknown = [str(k) for k in keys if k not in valid]
+    if not unknown:
+        return
+    error = UnknownKeyError("; ".join(_unknown_key_message(k, valid, where) for k in unknown))
+    if cause is not None:
+        raise error from cause
+    raise error
+
+
+def check_dict_alignment(base: dict[str, Any], custom: dict[str, Any], e: BaseException | None = None,
+                         allowed_custom_keys: set[str] | None = None) -> None:
+    """Raise UnknownKeyError (a SyntaxError) if `custom` has keys that are neither in `base` nor allowed.
+
+    Deprecated key names count under their new name (with a warning). `allowed_custom_keys` defaults to the keys a
+    run may carry beyond default.yaml (`save_dir`); `e`, when given, becomes the error's cause.
+    """
+    allowed = set(EXTRA_KEYS) if allowed_custom_keys is None else set(allowed_custom_keys)
+    _refuse_unknown(_rename_deprecated(dict(custom)), set(base) | allowed, cause=e)
+
+
+def copy_default_cfg() -> Path:
+    """Copy default.yaml to `default_copy.yaml` in the current folder (replacing it), to edit and pass as `cfg=`."""
+    target = Path.cwd() / f"{DEFAULT_CFG_PATH.stem}_copy.yaml"
+    shutil.copyfile(DEFAULT_CFG_PATH, target)
+    LOGGER.info(f"{DEFAULT_CFG_PATH} copied to {target}\nExample YOLO command with this new custom cfg:\n"
+                f"    yolo cfg='{target}' imgsz=320 batch=8")
+    return target
 
 
 def cfg2dict(cfg: str | Path | dict | SimpleNamespace | None) -> dict[str, Any]:
@@ -229,17 +276,19 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def _bad_type(key: str, value: Any, expected: str, example: str) -> CfgError:
-    return CfgError(f"{key}={value!r} is of type {_type_name(value)}, but '{key}' expects {expected} (e.g. {key}={example})")
+def _bad_type(key: str, value: Any, expected: str, example: str) -> ConfigTypeError:
+    return ConfigTypeError(f"{key}={value!r} is of type {_type_name(value)}, but '{key}' expects {expected} "
+                           f"(e.g. {key}={example})")
 
 
 def _as_int(key: str, value: Any, expected: str, example: str) -> int:
-    """An int from an int or a whole float; anything else (bools too) is a CfgError."""
+    """An int from an int or a whole float; anything else (bools too) is a ConfigTypeError."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _bad_type(key, value, expected, example)
     if isinstance(value, float):
         if not value.is_integer():
-            raise CfgError(f"{key}={value!r} is not a whole number, but '{key}' expects {expected} (e.g. {key}={example})")
+            raise ConfigTypeError(f"{key}={value!r} is not a whole number, but '{key}' expects {expected} "
+                                  f"(e.g. {key}={example})")
         value = int(value)
     return value
 
@@ -312,7 +361,7 @@ def _check_value(key: str, value: Any) -> Any:
     if value is None:
         if DEFAULT_CFG_DICT.get(key, EXTRA_KEYS.get(key)) is None or key in NULLABLE_KEYS:
             return None
-        raise CfgError(f"{key}=None is not allowed, '{key}' needs a value (default {DEFAULT_CFG_DICT[key]!r})")
+        raise ConfigTypeError(f"{key}=None is not allowed, '{key}' needs a value (default {DEFAULT_CFG_DICT[key]!r})")
     if key in FLOAT_KEYS or key in FRACTION_KEYS:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _bad_type(key, value, "a number (int or float)", repr(DEFAULT_CFG_DICT.get(key) or 0.5))
@@ -372,11 +421,12 @@ def _rename_deprecated(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_cfg(d: dict[str, Any], where: str = "") -> dict[str, Any]:
-    """Check keys and values of `d`; return a new dict with converted values. Raises CfgError."""
+    """Check keys and values of `d`; return a new dict with converted values.
+
+    Raises UnknownKeyError for unknown keys, ConfigTypeError for a wrong type, ConfigError for a bad value.
+    """
     d = _rename_deprecated(d)
-    unknown = [k for k in d if k not in DEFAULT_CFG_KEYS and k not in EXTRA_KEYS]
-    if unknown:
-        raise CfgError("; ".join(_unknown_key_message(str(k), where) for k in unknown))
+    _refuse_unknown(d, DEFAULT_CFG_KEYS | set(EXTRA_KEYS), where)
     return {k: _check_value(k, v) for k, v in d.items()}
 
 
@@ -388,7 +438,8 @@ def get_cfg(cfg: str | Path | dict | SimpleNamespace | None = DEFAULT_CFG_PATH,
     `cfg` may be a yaml path, a dict or a namespace; keys it lacks take their default. The mode's defaults apply
     when a `mode` is given (every run of the package gives one; `get_cfg()` alone is default.yaml). Keys this
     project ignores (UNSUPPORTED_KEYS) warn when given a non-default value.
-    Raises ConfigError (a ValueError) for an unknown key or a bad value, MissingFileError for a missing file.
+    Raises UnknownKeyError (a SyntaxError) for an unknown key, ConfigTypeError (a TypeError) for a wrong type,
+    ConfigError (a ValueError) for a bad value (all three are ConfigErrors), MissingFileError for a missing file.
     """
     given: dict[str, Any] = {}
     if not (isinstance(cfg, (str, Path)) and Path(cfg) == DEFAULT_CFG_PATH):
