@@ -7,6 +7,10 @@ real torch classes, as in users' files. Tensors are the seeded weights of this p
 in fp16 like published files; the same values in fp32 come back with the path, to load into our model directly.
 
     path, weights = write_article_checkpoint(tmp_path / "best.pt", nc=5)
+
+The same machinery writes a plain model's published file (no BRA layers), as the published package saves one:
+
+    saved = write_published_checkpoint(tmp_path / "yolov8n.pt", "yolov8n.yaml", names=coco_names)
 """
 
 from __future__ import annotations
@@ -112,10 +116,15 @@ def _article_bra(ours: nn.Module, children: dict[str, nn.Module], attrs: dict[st
     return _new(STANDINS["BiLevelRoutingAttention"], attrs, {k: modules[k] for k in order})
 
 
-def _mirror(module: nn.Module, half: bool, bra_overrides: dict[str, Any]) -> nn.Module:
+def _mirror(module: nn.Module, half: bool, bra_overrides: dict[str, Any],
+            memo: dict[int, nn.Module] | None = None) -> nn.Module:
     """A copy of one of our modules as a user's file holds it: torch layers as themselves, ultralytics classes as
-    stand-ins, parameters as nn.Parameter and buffers as tensors (fp16 when `half`)."""
-    children = {name: _mirror(child, half, bra_overrides) for name, child in module._modules.items()}
+    stand-ins, parameters as nn.Parameter and buffers as tensors (fp16 when `half`). A module that sits at several
+    places (the activation all Conv layers share) is copied once and shared likewise (`memo`: id -> copy)."""
+    memo = {} if memo is None else memo
+    if id(module) in memo:
+        return memo[id(module)]
+    children = {name: _mirror(child, half, bra_overrides, memo) for name, child in module._modules.items()}
     attrs = {k: v for k, v in vars(module).items() if not k.startswith("_") and k != "training"}
     attrs = {k: _tensor(v, half) if isinstance(v, torch.Tensor) else v for k, v in attrs.items()}
     name = type(module).__name__
@@ -132,7 +141,53 @@ def _mirror(module: nn.Module, half: bool, bra_overrides: dict[str, Any]) -> nn.
                                   for k, v in module._parameters.items())
     obj._buffers = OrderedDict((k, None if v is None else _tensor(v, half)) for k, v in module._buffers.items())
     obj._non_persistent_buffers_set = set(module._non_persistent_buffers_set)
+    memo[id(module)] = obj
     return obj.eval()
+
+
+def _seeded_model(cfg: str | dict, seed: int, nc: int | None = None) -> DetectionModel:
+    """Our DetectionModel of `cfg`, seeded, with random BN statistics so that eval outputs depend on every
+    buffer."""
+    torch.manual_seed(seed)
+    model = DetectionModel(cfg, nc=nc, verbose=False)
+    gen = torch.Generator().manual_seed(seed + 1)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.num_batches_tracked.fill_(100)
+    return model
+
+
+def _statistics_from(model: DetectionModel, images: torch.Tensor) -> None:
+    """Set every BN layer's running statistics to those of `images` (one train-mode pass), as training leaves
+    them: eval features then vary with the image instead of fading out layer by layer."""
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: after one batch, exactly its statistics
+    model.train()
+    with torch.no_grad():
+        model(images)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+
+
+def published_model(cfg: str = "yolov8n.yaml", nc: int = 80, seed: int = 0,
+                    images: torch.Tensor | None = None) -> DetectionModel:
+    """Our seeded DetectionModel of a packaged yaml without BRA layers, its yaml dict as the published package
+    keeps it on the model (input channels under 'channels'). BN statistics are random, or those of `images`
+    ((B, 3, H, W) in [0, 1]) when given."""
+    model = _seeded_model(cfg, seed, nc)
+    assert not any(isinstance(m, BiLevelRoutingAttention) for m in model.modules()), "use article_model for BRA"
+    if images is not None:
+        _statistics_from(model, images)
+    yaml_dict = dict(model.yaml)
+    yaml_dict["channels"] = yaml_dict.pop("ch", 3)
+    model.yaml = yaml_dict
+    return model.eval()
 
 
 def article_model(nc: int = 80, seed: int = 0, bra: dict[str, Any] | None = None) -> DetectionModel:
@@ -146,14 +201,7 @@ def article_model(nc: int = 80, seed: int = 0, bra: dict[str, Any] | None = None
         for row in rows:
             if row[2] == "BiLevelRoutingAttention":
                 row[3] = list(bound.arguments.values())[1:]
-    torch.manual_seed(seed)
-    model = DetectionModel(yaml_dict, verbose=False)
-    gen = torch.Generator().manual_seed(seed + 1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-            m.num_batches_tracked.fill_(100)
+    model = _seeded_model(yaml_dict, seed)
     head = [[*r[:3], [] if r[2] == "BiLevelRoutingAttention" else [None if a == "None" else a for a in r[3]]]
             for r in rows]  # as the article's yaml reads: no BRA args (and a real None for nn.Upsample)
     model.yaml = {**model.yaml, "head": head, "scale": "n", "yaml_file": ARTICLE_YAML}
@@ -162,11 +210,14 @@ def article_model(nc: int = 80, seed: int = 0, bra: dict[str, Any] | None = None
 
 def article_checkpoint_dict(model: DetectionModel, *, names: dict[int, str] | None = None, epoch: int = -1,
                             half: bool = True, bra_overrides: dict[str, Any] | None = None,
-                            train_args: dict[str, Any] | None = None) -> dict:
-    """The dict a user's best.pt (epoch=-1: finished) or last.pt (epoch >= 0: optimizer state kept) holds."""
+                            train_args: dict[str, Any] | None = None, version: str = "8.2.0",
+                            date: str = "2025-03-01T12:00:00.000000") -> dict:
+    """The dict a user's best.pt (epoch=-1: finished) or last.pt (epoch >= 0: optimizer state kept) holds.
+    `model` is an `article_model` or a `published_model`; its yaml file is the run's `model` argument."""
     nc = model.yaml["nc"]
     names = names or {i: f"class{i}" for i in range(nc)}
-    args = {"task": "detect", "mode": "train", "model": ARTICLE_YAML, "data": "data.yaml", "epochs": 100,
+    args = {"task": "detect", "mode": "train", "model": model.yaml.get("yaml_file", ARTICLE_YAML),
+            "data": "data.yaml", "epochs": 100,
             "batch": 16, "imgsz": 640, "box": 7.5, "cls": 0.5, "dfl": 1.5, **(train_args or {})}
     net = _mirror(model, half, bra_overrides or {})
     net.__dict__.update(yaml=model.yaml, names=names, nc=nc, args=args, inplace=True, criterion=None)
@@ -175,7 +226,7 @@ def article_checkpoint_dict(model: DetectionModel, *, names: dict[int, str] | No
         "state": {i: {"momentum_buffer": torch.zeros_like(p).half()} for i, p in enumerate(model.parameters())},
         "param_groups": [{"lr": 0.01, "momentum": 0.937, "params": list(range(len(list(model.parameters()))))}]}
     return {
-        "date": "2025-03-01T12:00:00.000000", "version": "8.2.0", "license": "AGPL-3.0 License",
+        "date": date, "version": version, "license": "AGPL-3.0 License",
         "docs": "https://docs.ultralytics.com", "epoch": epoch, "best_fitness": None if finished else 0.25,
         "model": net if finished else None, "ema": None if finished else net,
         "updates": None if finished else 1000, "optimizer": optimizer, "train_args": args,
@@ -211,6 +262,23 @@ def write_article_checkpoint(path: str | Path, nc: int = 80, *, seed: int = 0, e
     """
     model = article_model(nc, seed, bra)
     ckpt = article_checkpoint_dict(model, names=names, epoch=epoch, bra_overrides=bra_overrides)
+    return _saved(model, ckpt, path)
+
+
+def write_published_checkpoint(path: str | Path, cfg: str = "yolov8n.yaml", nc: int = 80, *, seed: int = 0,
+                               images: torch.Tensor | None = None, names: dict[int, str] | None = None,
+                               train_args: dict[str, Any] | None = None, version: str = "8.2.0",
+                               date: str = "2025-03-01T12:00:00.000000") -> ArticleCheckpoint:
+    """Write the best.pt of a finished published-package run of the packaged model `cfg` (no BRA layers) to
+    `path`: our seeded `published_model` (BN statistics of `images` if given) pickled as the published package
+    pickles it, fp16 tensors."""
+    model = published_model(cfg, nc, seed, images)
+    ckpt = article_checkpoint_dict(model, names=names, train_args=train_args, version=version, date=date)
+    return _saved(model, ckpt, path)
+
+
+def _saved(model: DetectionModel, ckpt: dict, path: str | Path) -> ArticleCheckpoint:
+    """Save `ckpt`; the written file with the fp32 values of the fp16 weights it stores."""
     save_article_checkpoint(ckpt, path)
     weights = {k: (v.half().float() if v.is_floating_point() else v.clone()) for k, v in model.state_dict().items()}
     return ArticleCheckpoint(Path(path), weights, model.yaml)

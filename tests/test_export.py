@@ -18,6 +18,8 @@ from ultralytics.engine.results import Results
 from ultralytics.nn.autobackend import AutoBackend
 from ultralytics.utils import SETTINGS, yaml_load
 
+from conftest import COCO128, require  # noqa: E402
+
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
@@ -161,22 +163,18 @@ def _calibrate(ckpt_path: Path, images: list[str], per_image: int = 12) -> None:
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory, coco128) -> dict[str, dict[str, str]]:
-    """yolov8n and yolov8n_BiFormer trained for 1 epoch (8 train images at imgsz 160), calibrated, exported."""
+def trained(tmp_path_factory, assets) -> dict[str, dict[str, str]]:
+    """yolov8n and yolov8n_BiFormer trained for 1 epoch (the 8 bundled images at imgsz 160), calibrated, exported."""
     from ultralytics import YOLO
 
     root = tmp_path_factory.mktemp("trained")
-    names = yaml_load(coco128 / "coco128.yaml")["names"]
-    val = sorted((coco128 / "images" / "val2017").glob("*.jpg"))
-    (root / "val.txt").write_text("\n".join(str(p) for p in val[:8]) + "\n")
-    data = root / "coco128_small.yaml"  # coco128 with an 8-image val split (the final validation dominates the time)
-    data.write_text(json.dumps({"path": str(coco128), "train": "images/train2017", "val": str(root / "val.txt"),
-                                "names": names}))
-    images = [str(p) for p in val[8:12]]
+    data = root / "coco8_small.yaml"  # the bundled dataset under a name of its own (written into the metadata)
+    data.write_text(json.dumps(yaml_load(assets / "data.yaml")))
+    images = [str(p) for p in sorted((assets / "images").glob("*.jpg"))[4:8]]
     out: dict[str, dict[str, str]] = {}
     for cfg in MODELS:
         model = YOLO(cfg)
-        model.train(data=str(data), epochs=1, imgsz=160, batch=8, fraction=0.0625, workers=0, plots=False,
+        model.train(data=str(data), epochs=1, imgsz=160, batch=8, workers=0, plots=False,
                     val=False, project=str(root), name=Path(cfg).stem, verbose=False)
         best = Path(model.ckpt_path)
         assert best.name == "best.pt" and best.exists()
@@ -236,36 +234,53 @@ def test_exported_files_sit_next_to_the_checkpoint(trained):
         assert Path(files["torchscript"]) == best.with_suffix(".torchscript")
         meta = AutoBackend(files["onnx"]).metadata
         assert meta["names"][0] == "person" and meta["imgsz"] == [160, 160]
-        assert "trained on coco128_small.yaml" in meta["description"]
+        assert "trained on coco8_small.yaml" in meta["description"]
 
 
 @pytest.mark.slow
-def test_published_checkpoint_hits_ground_truth_in_every_runtime(reference_dir, coco128, tmp_path):
-    """Real weights (the published yolov8n trained on COCO128 at 320): predictions land on the labelled objects
-    (letterbox and scaling back are right), and the .pt, .onnx and .torchscript agree on many real boxes."""
+def test_published_checkpoint_hits_ground_truth_in_every_runtime(reference_checkpoint, request, tmp_path):
+    """Real weights (the published yolov8n trained on COCO128 at 320, ../shared): predictions land on the labelled
+    objects (letterbox and scaling back are right), and the .pt, .onnx and .torchscript agree on many real boxes.
+    Without ../shared, the synthesized published file (no detector): its .pt predictions are exactly those of our
+    yolov8n loaded with the weights it was written with, and its exports agree with it on many real boxes."""
     from torchvision.ops import box_iou
 
-    from ultralytics.checkpoints import load_checkpoint
+    from ultralytics.checkpoints import build_model_from_published, load_checkpoint
+    from ultralytics.nn.tasks import DetectionModel
     from ultralytics.utils.ops import xywhn2xyxy
-    from ultralytics.checkpoints import build_model_from_published
 
-    pt = reference_dir / "upstream-yolov8n-coco128.pt"
-    images = [str(p) for p in sorted((coco128 / "images" / "train2017").glob("*.jpg"))[1:12]]
-    kw = dict(imgsz=320, verbose=False)
-    res = predict(str(pt), images, **kw)
-    hit = confident = 0
-    for r in res:
-        lab = np.loadtxt(r.path.replace("/images/", "/labels/").rsplit(".", 1)[0] + ".txt", ndmin=2)
-        gt = torch.tensor(xywhn2xyxy(lab[:, 1:], r.orig_shape[1], r.orig_shape[0]), dtype=torch.float32)
-        iou = box_iou(gt, r.boxes.xyxy.float())  # (gt, pred)
-        same = torch.tensor(lab[:, :1]) == r.boxes.cls.view(1, -1).double()
-        found = ((iou > 0.5) & same).any(0)  # per prediction: on a labelled object of its class
-        sure = r.boxes.conf > 0.5
-        hit += int(found[sure].sum())
-        confident += int(sure.sum())
-    assert confident >= 15 and hit >= 0.9 * confident, f"only {hit}/{confident} confident boxes on labelled objects"
-
+    pt = reference_checkpoint.path
     model = build_model_from_published(load_checkpoint(pt))
+    if reference_checkpoint.real:
+        # 11 COCO128 images: on the 8 bundled ones this briefly trained model is confident about 4 boxes only.
+        # Letterbox and scaling back are also checked without ../shared (test_validation's oracle, test_predict's
+        # fixed boxes).
+        coco128 = require(COCO128 / "images" / "train2017", "COCO128 images")
+        images = [str(p) for p in sorted(coco128.glob("*.jpg"))[1:12]]
+        kw = dict(imgsz=320, verbose=False)
+        res = predict(str(pt), images, **kw)
+        hit = confident = 0
+        for r in res:
+            lab = np.loadtxt(r.path.replace("/images/", "/labels/").rsplit(".", 1)[0] + ".txt", ndmin=2)
+            gt = torch.tensor(xywhn2xyxy(lab[:, 1:], r.orig_shape[1], r.orig_shape[0]), dtype=torch.float32)
+            iou = box_iou(gt, r.boxes.xyxy.float())  # (gt, pred)
+            same = torch.tensor(lab[:, :1]) == r.boxes.cls.view(1, -1).double()
+            found = ((iou > 0.5) & same).any(0)  # per prediction: on a labelled object of its class
+            sure = r.boxes.conf > 0.5
+            hit += int(found[sure].sum())
+            confident += int(sure.sum())
+        assert confident >= 15 and hit >= 0.9 * confident, f"only {hit}/{confident} confident boxes on labelled objects"
+    else:
+        images = [str(p) for p in sorted((request.getfixturevalue("assets") / "images").glob("*.jpg"))]
+        kw = dict(imgsz=320, conf=0.02, verbose=False)  # its scores mostly stay near the class prior
+        direct = DetectionModel("yolov8n.yaml", verbose=False)
+        direct.load_state_dict(reference_checkpoint.weights)
+        direct.names = dict(reference_checkpoint.names)
+        res, ref = predict(str(pt), images, **kw), predict(direct, images, **kw)
+        assert sum(len(r.boxes) for r in res) >= 10
+        for a, b in zip(res, ref, strict=True):
+            assert a.names == b.names and torch.equal(a.boxes.data, b.boxes.data), a.path
+
     square = predict(str(pt), images, rect=False, **kw)
     onnx_file = export_model(model, tmp_path / "pub.pt", format="onnx", imgsz=320)
     ts_file = export_model(model, tmp_path / "pub.pt", format="torchscript", imgsz=320)

@@ -1,4 +1,9 @@
-"""Published-format checkpoints: the restricted reader, the rebuilt model, and refusal of code-running pickles."""
+"""Published-format checkpoints: the restricted reader, the rebuilt model, and refusal of code-running pickles.
+
+The reader tests run on each published-format yolov8n file there is (conftest `published_file`): one synthesized
+from our seeded model (always) and the real reference file trained by the published package (where ../shared has
+it). What only a trained detector shows runs on the real file, or, without it, as an equivalence check on the
+synthesized one."""
 
 from __future__ import annotations
 
@@ -20,21 +25,20 @@ from ultralytics.checkpoints import (CheckpointError, UnsafeCheckpointError, ato
                                      load_checkpoint, make_checkpoint, model_from_checkpoint, transfer_weights)
 from ultralytics.checkpoints.published import (PublishedObject, is_published_checkpoint, load_published_objects,
                                                read_published_checkpoint)
+from ultralytics.nn.tasks import DetectionModel
+from ultralytics.utils import ASSETS
 
-REFERENCE_NAME = "upstream-yolov8n-coco128.pt"
+from conftest import LISTINGS, PublishedFile  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------
-# Fixtures: the published reference file, read once per module
+# Fixtures: each published-format file, read once per module
 # ------------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def published(reference_dir: Path) -> Path:
-    path = reference_dir / REFERENCE_NAME
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    return path
+def published(published_file: PublishedFile) -> Path:
+    return published_file.path
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +59,7 @@ def independent(published: Path) -> nn.Module:
         net = raw.get("ema") or raw["model"]
         net.state_dict()
     except Exception as e:  # noqa: BLE001 - explain what broke the cross-check, not the reader
-        pytest.fail(f"independent cross-check: plain torch.load(weights_only=False) of the trusted reference failed "
+        pytest.fail(f"independent cross-check: plain torch.load(weights_only=False) of the trusted file failed "
                     f"({type(e).__name__}: {e}). It unpickles the published classes through this project's classes "
                     "of the same import path (ultralytics.nn.tasks.DetectionModel, ultralytics.nn.modules.*); a "
                     "renamed or moved class breaks this cross-check, not the restricted reader under test.")
@@ -81,11 +85,26 @@ def _top(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def val_output(model: nn.Module, coco128: Path) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Eval output of the rebuilt model for the first COCO128 val2017 image, letterboxed to 640."""
-    val = sorted((coco128 / "images" / "val2017").glob("*.jpg"))[0]
+def reference_model(reference_checkpoint: PublishedFile) -> nn.Module:
+    """The real published checkpoint's rebuilt model (the synthesized file's without ../shared)."""
+    return build_model_from_published(read_published_checkpoint(reference_checkpoint.path)).eval()
+
+
+def _real_image(reference_checkpoint: PublishedFile, request: pytest.FixtureRequest) -> Path:
+    """One real image: for the real file the first COCO128 val2017 image (it was not trained on it), else the first
+    bundled image."""
+    if reference_checkpoint.real:
+        return sorted((request.getfixturevalue("coco128") / "images" / "val2017").glob("*.jpg"))[0]
+    return sorted(ASSETS.glob("*.jpg"))[0]
+
+
+@pytest.fixture(scope="module")
+def val_output(reference_model: nn.Module, reference_checkpoint: PublishedFile,
+               request: pytest.FixtureRequest) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Eval output of the rebuilt reference model for one real image (`_real_image`), letterboxed to 640."""
+    image = _real_image(reference_checkpoint, request)
     with torch.no_grad():
-        return model(_letterbox(cv2.imread(str(val)), 640))
+        return reference_model(_letterbox(cv2.imread(str(image)), 640))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -107,21 +126,27 @@ def test_raw_objects_are_inert_records(published: Path) -> None:
     assert all(isinstance(m, PublishedObject) for m in layers.get("_modules").values())
 
 
-def test_metadata_in_our_format(ckpt: dict, published: Path) -> None:
-    assert ckpt["source"] == "published" and ckpt["version"] == "8.4.190" and ckpt["file"] == str(published)
+def test_metadata_in_our_format(ckpt: dict, published_file: PublishedFile) -> None:
+    """The values recorded in the file come back (for the real file: those it was written with, 8.4.190)."""
+    expected = published_file
+    assert ckpt["source"] == "published" and ckpt["file"] == str(expected.path)
+    assert ckpt["version"] == expected.version and ckpt["date"] == expected.date
     assert ckpt["ema"] is None and ckpt["optimizer"] is None and ckpt["finished"] is True
+    assert ckpt["names"] == expected.names
     assert len(ckpt["names"]) == 80 and ckpt["names"][0] == "person" and ckpt["names"][79] == "toothbrush"
     assert ckpt["stride"] == [8.0, 16.0, 32.0]
     assert ckpt["epoch"] == -1 and ckpt["best_fitness"] is None  # the published package's finished-run markers
-    assert isinstance(ckpt["date"], str) and ckpt["date"].startswith("20")
-    assert isinstance(ckpt["train_args"], dict) and ckpt["train_args"]["imgsz"] == 320
+    assert isinstance(ckpt["train_args"], dict)
+    assert {k: ckpt["train_args"].get(k) for k in expected.train_args} == expected.train_args
     assert ckpt["model_yaml"]["nc"] == 80 and ckpt["model_yaml"]["scale"] == "n"
+    assert ckpt["model_yaml"]["yaml_file"] == "yolov8n.yaml"
     assert len(ckpt["model"]) == 355
     dtypes = {v.dtype for v in ckpt["model"].values()}
     assert dtypes == {torch.float32, torch.int64}  # fp16 storage converted; num_batches_tracked stays int64
 
 
-def test_state_dict_equals_independent_reading(model: nn.Module, independent: nn.Module, ckpt: dict) -> None:
+def test_state_dict_equals_independent_reading(model: nn.Module, independent: nn.Module, ckpt: dict,
+                                               published_file: PublishedFile) -> None:
     ref = {k: (v.float() if v.is_floating_point() else v) for k, v in independent.state_dict().items()}
     ours = model.state_dict()
     assert list(ours) == list(ref)
@@ -129,10 +154,13 @@ def test_state_dict_equals_independent_reading(model: nn.Module, independent: nn
         assert ours[k].shape == v.shape and ours[k].dtype == v.dtype, k
         assert torch.equal(ours[k], v), f"{k} differs from the independent reading"
         assert torch.equal(ckpt["model"][k], v), k
+    if published_file.weights is not None:  # the synthesized file: the values it was written with
+        assert list(ours) == list(published_file.weights)
+        assert all(torch.equal(ours[k], v) for k, v in published_file.weights.items())
 
 
-def test_state_dict_layout_matches_reference_listing(ckpt: dict, reference_dir: Path) -> None:
-    rows = [line.split("\t") for line in (reference_dir / "yolov8n.state_dict.txt").read_text().splitlines()
+def test_state_dict_layout_matches_reference_listing(ckpt: dict) -> None:
+    rows = [line.split("\t") for line in (LISTINGS / "yolov8n.state_dict.txt").read_text().splitlines()
             if line and not line.startswith("#")]
     assert [(k, tuple(v.shape)) for k, v in ckpt["model"].items()] == [(r[0], _shape(r[1])) for r in rows]
 
@@ -166,14 +194,37 @@ def test_forward_shape_at_640(val_output: tuple) -> None:
     assert [tuple(r.shape[-2:]) for r in raw] == [(80, 80), (40, 40), (20, 20)]
 
 
-def test_detects_on_real_images(model: nn.Module, ckpt: dict, coco128: Path, val_output: tuple) -> None:
-    """The checkpoint was trained briefly from scratch at imgsz=320 on the 128 COCO train images (its
+def _assert_outputs_of_direct_model(model: nn.Module, weights: dict[str, torch.Tensor], val_output: tuple) -> None:
+    """`model`'s outputs on real images (`val_output`: the first bundled image at 640; 4 bundled images at 320) are
+    exactly those of our yolov8n loaded with `weights`, and vary with the image."""
+    direct = DetectionModel("yolov8n.yaml", verbose=False)
+    direct.load_state_dict(weights)
+    files = sorted(ASSETS.glob("*.jpg"))
+    batch = torch.cat([_letterbox(cv2.imread(str(f)), 320) for f in files[:4]])
+    with torch.no_grad():
+        ours, ref = model(batch)[0], direct.eval()(batch)[0]
+        assert torch.equal(val_output[0], direct(_letterbox(cv2.imread(str(files[0])), 640))[0])
+    assert ours.shape == (4, 84, 2100) and torch.equal(ours, ref)
+    assert (ours[0, 4:] - ours[1, 4:]).abs().max() > 1e-3, "outputs hardly depend on the image"
+
+
+def test_detects_on_real_images(reference_model: nn.Module, reference_checkpoint: PublishedFile, val_output: tuple,
+                                request: pytest.FixtureRequest) -> None:
+    """The real checkpoint was trained briefly from scratch at imgsz=320 on the 128 COCO train images (its
     train_args say so), so it knows those images and little else: on an unseen val2017 image at 640 we only ask
     for one confident detection; on train images at 320 the top class must usually be a labelled class
-    (9 of the first 10 at the time of writing; a model with misplaced weights scores near chance)."""
+    (9 of the first 10 at the time of writing; a model with misplaced weights scores near chance).
+
+    Without it, the synthesized file (no detector) must give on real images exactly the outputs of our own yolov8n
+    loaded with the weights it was written with, and outputs that differ between images."""
+    if not reference_checkpoint.real:
+        _assert_outputs_of_direct_model(reference_model, reference_checkpoint.weights, val_output)
+        return
+    model, coco128 = reference_model, request.getfixturevalue("coco128")
     score, _ = _top(val_output[0])
     assert float(score[0]) > 0.25
-    size, files = ckpt["train_args"]["imgsz"], sorted((coco128 / "images" / "train2017").glob("*.jpg"))[:10]
+    size = reference_checkpoint.train_args["imgsz"]
+    files = sorted((coco128 / "images" / "train2017").glob("*.jpg"))[:10]
     with torch.no_grad():
         _, top_cls = _top(model(torch.cat([_letterbox(cv2.imread(str(f)), size) for f in files]))[0])
     hits = 0
