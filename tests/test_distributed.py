@@ -5,7 +5,7 @@ This file is also the worker script of those jobs: `python -m torch.distributed.
 MODE run.yaml` runs `worker(MODE, run.yaml)` in every rank (see the bottom of the file). Modes:
     weights  train; each rank saves its final model state_dict (rank{R}.pt) and its run folder path
     grads    train with frozen BatchNorm statistics; save the gradients of the first optimizer step
-    kill     rank 1 SIGKILLs itself after its first training batch of epoch 2
+    kill     rank 1 SIGKILLs itself at its first training batch of epoch 2
 """
 
 from __future__ import annotations
@@ -382,13 +382,13 @@ def worker(mode: str, run_file: str) -> None:
     cls = GradTrainer if mode == "grads" else DetectionTrainer
     trainer = cls(overrides=spec["overrides"])
     trainer.out = out
-    if mode == "weights":
-        trainer.add_callback("on_train_end", lambda t: torch.save(
-            {"state": de_parallel(t.model).state_dict(), "save_dir": str(t.save_dir)}, out / f"rank{RANK}.pt"))
-    if mode == "kill":
-        trainer.add_callback("on_train_batch_end",
-                             lambda t: RANK == 1 and t.epoch == 1 and os.kill(os.getpid(), signal.SIGKILL))
+    if mode == "kill":  # callbacks run on rank 0 only: rank 1 stops itself from its own batch hook
+        trainer.preprocess_batch = lambda batch, hook=trainer.preprocess_batch: (
+            RANK == 1 and trainer.epoch == 1 and os.kill(os.getpid(), signal.SIGKILL)) or hook(batch)
     trainer.train()
+    if mode == "weights":
+        torch.save({"state": de_parallel(trainer.model).state_dict(), "save_dir": str(trainer.save_dir)},
+                   out / f"rank{RANK}.pt")
 
 
 if __name__ == "__main__":

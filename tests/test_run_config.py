@@ -62,9 +62,9 @@ def test_facade_hands_its_one_config_to_the_predictor(monkeypatch):
     seen = []
     original = predictor_module.DetectionPredictor.__init__
 
-    def spy(self, cfg=None, overrides=None):
+    def spy(self, cfg=None, overrides=None, _callbacks=None):
         seen.append((cfg, overrides))
-        original(self, cfg, overrides)
+        original(self, cfg, overrides, _callbacks)
 
     monkeypatch.setattr(predictor_module.DetectionPredictor, "__init__", spy)
     model = YOLO("yolov8n.yaml")

@@ -28,10 +28,11 @@ import torch
 import torch.nn as nn
 
 from ultralytics.cfg import CfgError, IterableSimpleNamespace, get_cfg
+from ultralytics.engine.callbacks import CallbackHost, get_default_callbacks
 from ultralytics.engine.run_files import get_save_dir
 from ultralytics.nn.modules import BiLevelRoutingAttention, Detect
 from ultralytics.nn.tasks import guess_model_scale
-from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER
+from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_PATH, LOGGER
 from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.torch_utils import select_device
 from ultralytics.version import __version__
@@ -73,10 +74,16 @@ class _Trunk(nn.Module):
         return self.model._predict_once(x)
 
 
-class Exporter:
-    """Export one model; configure with default.yaml keys (format, imgsz, batch, opset, dynamic, simplify, half)."""
+class Exporter(CallbackHost):
+    """Export one model; configure with default.yaml keys (format, imgsz, batch, opset, dynamic, simplify, half).
+    `_callbacks` ({event: [fn]}, used as given) are called with this exporter at on_export_start and on_export_end
+    (`self.file` then holds the written path)."""
 
-    def __init__(self, cfg: str | Path | dict | None = DEFAULT_CFG_PATH, overrides: dict[str, Any] | None = None):
+    def __init__(self, cfg: str | Path | dict | None = DEFAULT_CFG_PATH, overrides: dict[str, Any] | None = None,
+                 _callbacks: dict | None = None):
+        cfg = DEFAULT_CFG_PATH if cfg is DEFAULT_CFG else cfg
+        self.callbacks = _callbacks if _callbacks is not None else get_default_callbacks()
+        self.file: str | None = None
         if isinstance(cfg, IterableSimpleNamespace) and not overrides:
             self.args = cfg  # already the validated config of this run
         else:
@@ -86,6 +93,7 @@ class Exporter:
     def __call__(self, model: nn.Module, file: str | Path | None = None) -> str:
         """Export `model`; returns the path of the written file."""
         args = self.args
+        self.run_callbacks("on_export_start")
         t0 = time.time()
         half = bool(args.half)
         if args.device not in (None, ""):
@@ -127,7 +135,9 @@ class Exporter:
             self._export_torchscript(model, im, out, metadata)
         size = out.stat().st_size / 1e6
         LOGGER.info(f"{self.format:<12}export success ✅ {time.time() - t0:.1f}s, saved as '{out}' ({size:.1f} MB)")
-        return str(out)
+        self.file = str(out)
+        self.run_callbacks("on_export_end")
+        return self.file
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _output_path(self, model: nn.Module, file: str | Path | None) -> Path:

@@ -8,7 +8,7 @@ command builds the config itself and calls `run_<mode>` directly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -16,6 +16,7 @@ import torch.nn as nn
 from ultralytics.cfg import DEFAULT_MODEL, IterableSimpleNamespace, check_cfg, get_cfg
 from ultralytics.checkpoints import (build_model_from_published, load_checkpoint, model_from_checkpoint,
                                      transfer_weights, weights_of)
+from ultralytics.engine import callbacks as cb
 from ultralytics.engine import ddp
 from ultralytics.engine.exporter import Exporter
 from ultralytics.engine.predictor import DetectionPredictor
@@ -48,6 +49,7 @@ class YOLO:
         self.overrides: dict[str, Any] = {}
         self.trainer: Any = None
         self.metrics: Any = None
+        self.callbacks: dict[str, list[Callable]] = cb.get_default_callbacks()
         self._has_weights = False
         name = str(model).strip()
         suffix = Path(name).suffix.lower()
@@ -104,6 +106,21 @@ class YOLO:
             self.overrides["pretrained"] = str(weights)
         return self
 
+    # ---------------------------------------------------------------------------------------------------- callbacks
+    def add_callback(self, event: str, func: Callable) -> None:
+        """Call func(component) at `event` in every run of this object (trainer, validator, predictor or
+        exporter, whichever fires it; see ultralytics/engine/callbacks.py for the events)."""
+        cb.add_callback(self.callbacks, event, func)
+
+    def clear_callback(self, event: str) -> None:
+        """Remove every function of `event`."""
+        cb.check_event(event)
+        self.callbacks[event] = []
+
+    def reset_callbacks(self) -> None:
+        """Back to the default callbacks: no function for any event."""
+        self.callbacks = cb.get_default_callbacks()
+
     # ---------------------------------------------------------------------------------------------------- config
     def config(self, mode: str, overrides: dict[str, Any] | None = None) -> IterableSimpleNamespace:
         """The one validated config of a `mode` run on this model: default.yaml < the mode's defaults < what this
@@ -143,10 +160,14 @@ class YOLO:
         weights = self.model if self._has_weights else None
         nproc = ddp.processes_to_launch(args)
         if nproc:
+            if any(self.callbacks.values()):
+                LOGGER.warning("WARNING ⚠️ callbacks do not travel to the DDP workers this call launches and will not "
+                               "run; start your script with torchrun to use them (docs/distributed.md)")
             self.trainer = None
             result = ddp.launch(args, nproc, model=self.model.yaml, weights=weights, trainer=trainer, resume=resume)
         else:
-            self.trainer = (trainer or DetectionTrainer)(args, model=self.model.yaml, weights=weights, resume=resume)
+            self.trainer = (trainer or DetectionTrainer)(args, model=self.model.yaml, weights=weights, resume=resume,
+                                                         _callbacks=self.callbacks)
             result = self.trainer.train()
         self._adopt_trained(result)
         return self.metrics
@@ -170,7 +191,7 @@ class YOLO:
 
     def run_val(self, args: IterableSimpleNamespace, validator: Any = None) -> Any:
         """Validate with a validated config (see `val`)."""
-        self.metrics = (validator or DetectionValidator)(args)(model=self.model)
+        self.metrics = (validator or DetectionValidator)(args, _callbacks=self.callbacks)(model=self.model)
         return self.metrics
 
     def predict(self, source: Any = None, stream: bool = False, **kwargs: Any) -> Any:
@@ -186,7 +207,7 @@ class YOLO:
         if source is None:
             LOGGER.warning(f"WARNING ⚠️ no source given, predicting on the bundled sample images: source={ASSETS}")
             source = ASSETS
-        return DetectionPredictor(args)(source, model=self.model, stream=stream)
+        return DetectionPredictor(args, _callbacks=self.callbacks)(source, model=self.model, stream=stream)
 
     def __call__(self, source: Any = None, stream: bool = False, **kwargs: Any) -> Any:
         return self.predict(source, stream=stream, **kwargs)
@@ -199,7 +220,7 @@ class YOLO:
     def run_export(self, args: IterableSimpleNamespace) -> str:
         """Export with a validated config (see `export`)."""
         self._require_trainable("export")
-        return Exporter(args)(self.model, self.ckpt_path)
+        return Exporter(args, _callbacks=self.callbacks)(self.model, self.ckpt_path)
 
     # ---------------------------------------------------------------------------------------------------- model
     def info(self, detailed: bool = False, verbose: bool = True) -> tuple:

@@ -23,24 +23,29 @@ import torch.nn as nn
 from ultralytics.cfg import DEFAULT_CFG_DICT, IterableSimpleNamespace, get_cfg
 from ultralytics.data.augment import LetterBox
 from ultralytics.data.loaders import InferenceSource, SourceItem
+from ultralytics.engine.callbacks import CallbackHost, get_default_callbacks
 from ultralytics.engine.results import Results
 from ultralytics.engine.run_files import get_save_dir
 from ultralytics.errors import ConfigError, SourceError, UnsupportedError
 from ultralytics.nn.autobackend import AutoBackend
-from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER
+from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_PATH, LOGGER
 from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.ops import non_max_suppression, scale_boxes
 from ultralytics.utils.torch_utils import select_device
 
 
 # Predict-mode defaults that differ from default.yaml (which holds the training values).
-class DetectionPredictor:
+class DetectionPredictor(CallbackHost):
     """Run a detector over a source; configure with default.yaml keys (conf, iou, imgsz, save, ...)."""
 
     def __init__(self, cfg: str | Path | dict | IterableSimpleNamespace | None = DEFAULT_CFG_PATH,
-                 overrides: dict[str, Any] | None = None):
+                 overrides: dict[str, Any] | None = None, _callbacks: dict | None = None):
         """`cfg` is the validated config of the run (from the YOLO facade), or a yaml/dict merged with `overrides`
-        into one (mode=predict) when the predictor is used on its own."""
+        into one (mode=predict) when the predictor is used on its own. `_callbacks` ({event: [fn]}, used as given)
+        are called with this predictor at on_predict_start, on_predict_batch_start, on_predict_postprocess_end
+        (`self.results` holds the batch's Results), on_predict_batch_end and on_predict_end."""
+        cfg = DEFAULT_CFG_PATH if cfg is DEFAULT_CFG else cfg
+        self.callbacks = _callbacks if _callbacks is not None else get_default_callbacks()
         if isinstance(cfg, IterableSimpleNamespace) and not overrides:
             self.args = cfg
         else:
@@ -57,6 +62,8 @@ class DetectionPredictor:
         self._writers: dict[str, cv2.VideoWriter] = {}
         self.seen = 0
         self.speed: dict[str, float] = {}
+        self.batch: list[SourceItem] = []  # the batch being predicted and its Results (for callbacks)
+        self.results: list[Results] = []
 
     # ------------------------------------------------------------------------------------------------ setup
     def setup_model(self, model: str | Path | nn.Module | AutoBackend) -> AutoBackend:
@@ -110,8 +117,11 @@ class DetectionPredictor:
     def _run(self, src: InferenceSource) -> Iterator[Results]:
         self.save_dir = self._setup_save_dir()
         self.seen, totals, shape = 0, [0.0, 0.0, 0.0], None
+        self.run_callbacks("on_predict_start")
         try:
             for batch in self._batches(src):
+                self.batch = batch
+                self.run_callbacks("on_predict_batch_start")
                 if not getattr(self.model, "warm", False):  # the first call initialises lazily: keep it out of timings
                     self.model.warmup((1, 3, *self.imgsz))
                     self.model.warm = True
@@ -120,8 +130,9 @@ class DetectionPredictor:
                 t1 = time.perf_counter()
                 preds = self.inference(im)
                 t2 = time.perf_counter()
-                results = self.postprocess(preds, im, batch, ratio_pads)
+                self.results = results = self.postprocess(preds, im, batch, ratio_pads)
                 t3 = time.perf_counter()
+                self.run_callbacks("on_predict_postprocess_end")
                 n = len(batch)
                 speed = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n,
                          "postprocess": (t3 - t2) * 1e3 / n}
@@ -133,11 +144,13 @@ class DetectionPredictor:
                     r.save_dir = str(self.save_dir) if self.save_dir else None
                     self.write_results(item, r, im.shape[2:])
                     yield r
+                self.run_callbacks("on_predict_batch_end")
         finally:
             for w in self._writers.values():
                 w.release()
             self._writers.clear()
         self._summary(totals, shape)
+        self.run_callbacks("on_predict_end")
 
     def _batches(self, src: InferenceSource) -> Iterator[list[SourceItem]]:
         """Group consecutive items into batches of `batch`; tensor sources are never mixed with images."""

@@ -8,6 +8,7 @@ under torchrun every rank runs this flow with DDP and waits for rank 0's decisio
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
 import time
@@ -18,48 +19,50 @@ from typing import Any, Callable
 
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from ultralytics.cfg import IterableSimpleNamespace
 from ultralytics.checkpoints import (atomic_save, load_checkpoint, make_checkpoint, model_from_checkpoint,
                                      strip_optimizer, transfer_weights, weights_of)
 from ultralytics.data import build_dataloader, build_yolo_dataset, check_det_dataset
 from ultralytics.detection.loss import DetectionLoss, distributed_normaliser
+from ultralytics.engine import callbacks as cb
 from ultralytics.engine import optim
 from ultralytics.engine.amp import check_amp
 from ultralytics.engine.resume import ResumePoint, build_train_config
 from ultralytics.engine.run_files import ResultsCSV, TrainResult, get_save_dir, loss_dict, memory_usage
 from ultralytics.engine.step_guard import StepGuard
-from ultralytics.engine.validator import BAR_FORMAT, DetectionValidator
+from ultralytics.engine.validator import DetectionValidator, training_progress
 from ultralytics.errors import ConfigError
 from ultralytics.evaluation.plots import plot_results
 from ultralytics.nn.tasks import DetectionModel
-from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, RANK, dist, yaml_save
+from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_PATH, LOGGER, RANK, dist, yaml_save
 from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.plotting import PlotWorker, plot_images, plot_labels
 from ultralytics.utils.torch_utils import ModelEMA, cuda_device_ids, de_parallel, init_seeds, select_device
 
 MAX_BAD_STEPS = 10  # consecutive non-finite losses before training stops
 CLIP_NORM = 10.0
-EVENTS = ("on_train_start", "on_train_epoch_start", "on_train_batch_end", "on_train_epoch_end",
-          "on_fit_epoch_end", "on_model_save", "on_train_end")
+EVENTS = cb.EVENTS
 
 
-class DetectionTrainer:
+class DetectionTrainer(cb.CallbackHost):
     """Trains a DetectionModel. `model` is a yaml name/path/dict (architecture); `weights` optional initial weights
-    (a module, state_dict, checkpoint dict or *.pt path) transferred by name and shape."""
+    (a module, state_dict, checkpoint dict or *.pt path) transferred by name and shape. `add_callback(event, fn)`
+    calls fn(trainer) at an event (engine/callbacks.py); only rank 0 runs callbacks under DDP."""
 
     def __init__(self, cfg: Any = DEFAULT_CFG_PATH, overrides: dict | None = None, model: Any = None,
                  weights: Any = None, callbacks: dict[str, list[Callable]] | None = None,
-                 resume: ResumePoint | None = None):
+                 resume: ResumePoint | None = None, _callbacks: dict[str, list[Callable]] | None = None):
         """`cfg` is the run's validated config (from the YOLO facade or a DDP launch, with the `resume` point it
-        continues), or a yaml/dict merged with `overrides` into one when the trainer is used on its own."""
+        continues), or a yaml/dict merged with `overrides` into one when the trainer is used on its own.
+        `callbacks` / `_callbacks` (the published keyword): {event: [fn(trainer)]} (engine/callbacks.py)."""
+        cfg = DEFAULT_CFG_PATH if cfg is DEFAULT_CFG else cfg
         if isinstance(cfg, IterableSimpleNamespace) and not overrides:
             self.args, point = cfg, resume
         else:
             self.args, point = build_train_config(cfg, overrides)
-        self.callbacks: dict[str, list[Callable]] = {e: list((callbacks or {}).get(e, [])) for e in EVENTS}
         self.main = RANK in (-1, 0)
+        self.callbacks = cb.copy_callbacks(callbacks, _callbacks, integrations=self.main)
         self.resume_ckpt: dict | None = None
         if point is not None:
             self.resume_ckpt, self.resume_path, resume_dir = point.ckpt, point.path, point.save_dir
@@ -101,29 +104,14 @@ class DetectionTrainer:
         self.batch_size = self.args.batch
         self.csv = ResultsCSV(self.save_dir / "results.csv")
         self.plotter = PlotWorker()  # this run's plot thread, lent to its validator
-        self.model: nn.Module | None = None
-        self.ema: ModelEMA | None = None
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.validator: DetectionValidator | None = None
+        # set up by train(): model, EMA, optimizer, the epochs' validator, losses, metrics, fitness, learning rates
+        self.model = self.ema = self.optimizer = self.validator = self.tloss = None
+        self.final_metrics = self.fitness = self.best_fitness = None
         self.metrics: dict[str, float] = {}
-        self.final_metrics: Any = None
-        self.fitness: float | None = None
-        self.best_fitness: float | None = None
-        self.best_epoch, self.is_best = 0, False
-        self.tloss: torch.Tensor | None = None
         self.lr: dict[str, float] = {}
+        self.best_epoch, self.is_best = 0, False
         self.amp = self.stop = False
         self.guard = StepGuard(MAX_BAD_STEPS)
-
-    def add_callback(self, event: str, fn: Callable) -> None:
-        """Call fn(trainer) at `event` (one of EVENTS)."""
-        if event not in self.callbacks:
-            raise KeyError(f"unknown callback event {event!r}; events are {', '.join(EVENTS)}")
-        self.callbacks[event].append(fn)
-
-    def run_callbacks(self, event: str) -> None:
-        for fn in self.callbacks[event]:
-            fn(self)
 
     def _get_dataset(self) -> dict:
         data = check_det_dataset(self.args.data)
@@ -131,23 +119,38 @@ class DetectionTrainer:
             data = {**data, "names": {0: "item"}, "nc": 1}
         return data
 
-    def get_model(self) -> nn.Module:
-        """The DetectionModel to train: nc and names from the dataset, weights transferred where they fit."""
-        verbose = self.args.verbose and self.main
-        weights = self.weights
+    def model_source(self) -> tuple[Any, Any]:
+        """(architecture, initial weights): the resumed checkpoint's yaml, else `model`/args.model with `weights`."""
         if self.resume_ckpt is not None:
-            cfg, weights = self.resume_ckpt["model_yaml"], None
+            return self.resume_ckpt["model_yaml"], None
+        cfg, weights = (self.model_cfg if self.model_cfg is not None else self.args.model), self.weights
+        if isinstance(cfg, (str, Path)) and str(cfg).endswith(".pt"):
+            ckpt = load_checkpoint(cfg)
+            cfg, weights = ckpt["model_yaml"], weights if weights is not None else ckpt
+        return cfg, weights
+
+    def get_model(self, cfg: str | dict | None = None, weights: Any = None, verbose: bool = True) -> nn.Module:
+        """A DetectionModel of `cfg` (yaml name/path/dict; None: model_source()) with the dataset's nc and
+        `weights` (module, state_dict, checkpoint or *.pt) transferred where names and shapes fit."""
+        if cfg is None:
+            cfg, own = self.model_source()
+            weights = own if weights is None else weights
+        model = DetectionModel(deepcopy(cfg) if isinstance(cfg, dict) else cfg, nc=self.data["nc"],
+                               verbose=verbose and self.main)
+        if weights is not None:
+            transfer_weights(model, weights_of(weights), verbose=self.main)
+        return model
+
+    def _build_model(self) -> nn.Module:
+        """get_model(cfg, weights, verbose) (or an override's get_model()), then resume state/pretrained=, names."""
+        cfg, weights = self.model_source()
+        if inspect.signature(self.get_model).parameters:
+            model = self.get_model(cfg=cfg, weights=weights, verbose=bool(self.args.verbose))
         else:
-            cfg = self.model_cfg if self.model_cfg is not None else self.args.model
-            if isinstance(cfg, (str, Path)) and str(cfg).endswith(".pt"):
-                ckpt = load_checkpoint(cfg)
-                cfg, weights = ckpt["model_yaml"], weights if weights is not None else ckpt
-        model = DetectionModel(deepcopy(cfg) if isinstance(cfg, dict) else cfg, nc=self.data["nc"], verbose=verbose)
+            model = self.get_model()
         if self.resume_ckpt is not None:
             model.load_state_dict(self.resume_ckpt["model"])
-        elif weights is not None:
-            transfer_weights(model, weights_of(weights), verbose=self.main)
-        if isinstance(self.args.pretrained, str) and self.resume_ckpt is None:
+        elif isinstance(self.args.pretrained, str):
             transfer_weights(model, weights_of(self.args.pretrained), verbose=self.main)
         model.names = dict(self.data["names"])
         model.args = self.args
@@ -155,7 +158,7 @@ class DetectionTrainer:
 
     def get_validator(self) -> DetectionValidator:
         """The validator of the epochs (it draws in this run's plot thread)."""
-        return DetectionValidator(self.args, save_dir=self.save_dir, plotter=self.plotter)
+        return DetectionValidator(self.args, save_dir=self.save_dir, plotter=self.plotter, _callbacks=self.callbacks)
 
     def freeze_layers(self, model: nn.Module) -> list[str]:
         """Freeze `freeze` (first N layers, or listed indices) by the name prefix model.{i}.; DFL always."""
@@ -175,14 +178,19 @@ class DetectionTrainer:
         return build_yolo_dataset(self.args, img_path, batch or self.batch_size, self.data, mode=mode, rect=rect,
                                   stride=self.stride, imgsz=self.imgsz)
 
-    def get_dataloader(self, img_path: Any, batch: int, mode: str = "train", rank: int = -1) -> Any:
-        """A seeded loader over `build_dataset(img_path, mode, batch)`; shuffled for square training batches."""
-        dataset = self.build_dataset(img_path, mode, batch)
+    def get_dataloader(self, dataset_path: Any, batch_size: int = 16, rank: int = -1, mode: str = "train") -> Any:
+        """A seeded loader over `build_dataset(dataset_path, mode, batch_size)`, shuffled for square training
+        batches; rank -1 has no DistributedSampler. (The earlier order `(path, batch, mode, rank)` is accepted.)"""
+        if isinstance(rank, str):
+            rank, mode = (mode if isinstance(mode, int) else -1), rank
+        dataset = self.build_dataset(dataset_path, mode, batch_size)
         shuffle = mode == "train" and not dataset.rect
-        return build_dataloader(dataset, batch, self.args.workers, shuffle=shuffle, rank=rank, seed=self.args.seed)
+        return build_dataloader(dataset, batch_size, self.args.workers, shuffle=shuffle, rank=rank,
+                                seed=self.args.seed)
 
     def _setup_train(self) -> None:
-        self.model = self.get_model().to(self.device)
+        self.run_callbacks("on_pretrain_routine_start")
+        self.model = self._build_model().to(self.device)
         self.freeze_layers(self.model)
         self.amp = check_amp(self.model, self.device, self.args.amp) if self.main else self.args.amp
         self.amp = bool(dist.broadcast_object(self.amp))  # rank 0's check decides for all ranks
@@ -192,10 +200,10 @@ class DetectionTrainer:
         self.model = self.wrap_model(self.model)
         rank_batch = self.batch_size // self.world_size
         with dist.rank_zero_first(self.rank):  # rank 0 writes the label cache, the others then read it
-            self.train_loader = self.get_dataloader(self.data["train"], rank_batch, "train", rank=self.rank)
+            self.train_loader = self.get_dataloader(self.data["train"], rank_batch, rank=self.rank, mode="train")
         if self.main:
             val_path = self.data.get("val") or self.data.get("test")
-            self.val_loader = self.get_dataloader(val_path, rank_batch * 2, "val")
+            self.val_loader = self.get_dataloader(val_path, rank_batch * 2, rank=-1, mode="val")
             self.validator = self.get_validator()
             self.ema = ModelEMA(self.model)
             if self.args.plots and self.resume_ckpt is None:
@@ -223,6 +231,7 @@ class DetectionTrainer:
             self.csv.load(keep_epochs=0)
         if self.main:
             yaml_save(self.save_dir / "args.yaml", vars(self.args))
+        self.run_callbacks("on_pretrain_routine_end")
 
     def _restore_state(self, ckpt: dict) -> None:
         """Optimizer, EMA (+ updates), best fitness, epoch and results.csv of the resumed checkpoint."""
@@ -247,6 +256,7 @@ class DetectionTrainer:
             self._train_epochs()
             if self.main:
                 self.final_eval()
+                self.run_callbacks("on_fit_epoch_end")  # as published: once more, after the final validation
             dist.barrier()  # the other ranks wait for best.pt
             self.run_callbacks("on_train_end")
         except BaseException as e:
@@ -258,6 +268,7 @@ class DetectionTrainer:
                 self.plot_results()
             self._close_loaders()
             self._shutdown()
+            self.run_callbacks("teardown")
         return self.result()
 
     def result(self) -> TrainResult:
@@ -296,9 +307,10 @@ class DetectionTrainer:
             for g in self.optimizer.param_groups:
                 g["lr"] = g["initial_lr"] * self.lf(epoch)
             self.tloss = None
-            bar = self._progress_bar(nb)
+            bar = training_progress(self.train_loader, self.device, show=self.main)
             self.plotter.hold()  # plots queued by this loop are drawn after it (ultralytics/utils/plotting.py)
             for i, batch in bar:
+                self.run_callbacks("on_train_batch_start")
                 ni = i + nb * epoch
                 if ni <= nw:
                     self.accumulate = optim.warmup_accumulate(ni, nw, self.args.nbs, self.batch_size)
@@ -336,7 +348,7 @@ class DetectionTrainer:
                 self.stop = final or self._patience_exceeded(epoch)
                 self.csv.add({"epoch": epoch + 1, "time": time_base + elapsed, **loss_dict(self.tloss, "train"),
                               **self.metrics, **self.lr})
-                if self.args.save:
+                if self.args.save or self.stop:  # save=False still leaves last.pt/best.pt at the end
                     self.save_model(finished=self.stop)
             self.stop = bool(dist.broadcast_object(self.stop))  # the other ranks wait here while rank 0 validates
             self.run_callbacks("on_fit_epoch_end")
@@ -429,14 +441,14 @@ class DetectionTrainer:
         return stop
 
     def save_model(self, finished: bool = False) -> None:
-        """last.pt every epoch (atomically), best.pt when fitness improved, epoch{N}.pt every save_period."""
+        """last.pt (atomically), best.pt when fitness improved (or at the end if none), epoch{N}.pt by save_period."""
         ckpt = make_checkpoint(de_parallel(self.model), self.ema.ema if self.ema else None, epoch=self.epoch,
                                best_fitness=self.best_fitness, updates=self.ema.updates if self.ema else 0,
                                optimizer=None if finished else self.optimizer.state_dict(), train_args=vars(self.args),
                                train_metrics={**self.metrics, "fitness": self.fitness}, finished=finished)
         ckpt["best_epoch"] = self.best_epoch
         atomic_save(ckpt, self.last)
-        if self.is_best:
+        if self.is_best or (finished and not self.best.exists()):
             atomic_save(ckpt, self.best)
         if self.args.save_period > 0 and (self.epoch + 1) % self.args.save_period == 0:
             atomic_save(ckpt, self.wdir / f"epoch{self.epoch + 1}.pt")
@@ -452,19 +464,9 @@ class DetectionTrainer:
             model = deepcopy(self.ema.ema)
             LOGGER.info("\nValidating the final EMA model (no best.pt was saved)...")
         if model is not None:
-            validator = DetectionValidator(self.args, save_dir=self.save_dir, plotter=self.plotter)
-            self.final_metrics = validator.run(model.to(self.device).float(), self.val_loader, self.device,
+            self.final_metrics = self.get_validator().run(model.to(self.device).float(), self.val_loader, self.device,
                                                self.data["names"], plots=self.args.plots, data=self.data)
-        LOGGER.info(f"Results saved to {self.save_dir}")
-        if self.args.save:
-            LOGGER.info(f"Weights: {self.last} (last), {self.best} (best)")
-
-    def _progress_bar(self, nb: int):
-        if self.main:
-            mem = "GPU_mem" if self.device.type == "cuda" else "CPU_mem"
-            LOGGER.info(("\n" + "%11s" * 7) % ("Epoch", mem, "box_loss", "cls_loss", "dfl_loss", "Instances", "Size"))
-            return tqdm(enumerate(self.train_loader), total=nb, bar_format=BAR_FORMAT)
-        return enumerate(self.train_loader)
+        LOGGER.info(f"Results saved to {self.save_dir}\nWeights: {self.last} (last), {self.best} (best)")
 
     def _bar_update(self, bar: Any, batch: dict) -> None:
         bar.set_description(("%11s" * 2 + "%11.4g" * 5) % (

@@ -26,12 +26,13 @@ from tqdm import tqdm
 from ultralytics.cfg import DEFAULT_CFG_PATH, IterableSimpleNamespace, get_cfg, mode_default
 from ultralytics.checkpoints import load_checkpoint, model_from_checkpoint
 from ultralytics.data import build_dataloader, build_yolo_dataset, check_det_dataset
+from ultralytics.engine.callbacks import CallbackHost, get_default_callbacks
 from ultralytics.engine.run_files import LOSS_NAMES, get_save_dir
 from ultralytics.errors import ConfigError, DatasetError
 from ultralytics.evaluation import coco as coco_eval
 from ultralytics.evaluation import plots as metric_plots
 from ultralytics.evaluation.metrics import ConfusionMatrix, DetMetrics, box_iou, match_predictions
-from ultralytics.utils import LOGGER
+from ultralytics.utils import DEFAULT_CFG, LOGGER
 from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.ops import non_max_suppression, scale_boxes, xywh2xyxy, xyxy2xywh
 from ultralytics.utils.plotting import PlotWorker, plot_images
@@ -42,18 +43,30 @@ TABLE_FORMAT = "%22s" + "%11i" * 2 + "%11.3g" * 4
 BAR_FORMAT = "{l_bar}{bar:10}{r_bar}"
 
 
-class DetectionValidator:
+def training_progress(loader: Any, device: torch.device, show: bool = True) -> Any:
+    """enumerate(loader); with `show`, after the header of the training table and under a tqdm bar."""
+    if not show:
+        return enumerate(loader)
+    mem = "GPU_mem" if device.type == "cuda" else "CPU_mem"
+    LOGGER.info(("\n" + "%11s" * 7) % ("Epoch", mem, "box_loss", "cls_loss", "dfl_loss", "Instances", "Size"))
+    return tqdm(enumerate(loader), total=len(loader), bar_format=BAR_FORMAT)
+
+
+class DetectionValidator(CallbackHost):
     """Computes P, R, mAP50, mAP50-95 and fitness of a detection model on a dataset split.
 
     `args` is the run's validated config (a yaml/dict is merged into one with mode=val); `dataloader` and
     `save_dir` are optional (built from `args` by a standalone call); `plotter` is the plot thread to draw in
-    (the trainer passes its own; a standalone validator starts one).
+    (the trainer passes its own; a standalone validator starts one). `_callbacks` ({event: [fn]}, used as given:
+    the trainer lends its own) are called with this validator at on_val_start, on_val_batch_start,
+    on_val_batch_end and on_val_end.
     """
 
     def __init__(self, args: Any = None, dataloader: Any = None, save_dir: str | Path | None = None,
-                 plotter: PlotWorker | None = None):
+                 plotter: PlotWorker | None = None, _callbacks: dict | None = None):
         if not isinstance(args, IterableSimpleNamespace):
-            args = get_cfg(DEFAULT_CFG_PATH if args is None else args, {"mode": "val"})
+            args = get_cfg(DEFAULT_CFG_PATH if args is None or args is DEFAULT_CFG else args, {"mode": "val"})
+        self.callbacks = _callbacks if _callbacks is not None else get_default_callbacks()
         self.args = args
         self.dataloader = dataloader
         self.save_dir = Path(save_dir) if save_dir else None
@@ -94,6 +107,7 @@ class DetectionValidator:
         model.eval()
         self.plots = plots and self.save_dir is not None
         self.init_metrics(names)
+        self.run_callbacks("on_val_start")
         self.plotter.wait()  # earlier plots finish before this loader forks its workers
         dt = [0.0, 0.0, 0.0, 0.0]
         desc = ("%22s" + "%11s" * 6) % ("Class", "Images", "Instances", "Box(P", "R", "mAP50", "mAP50-95)")
@@ -101,6 +115,7 @@ class DetectionValidator:
                    disable=not self.args.verbose and not compute_loss)
         with torch.no_grad():
             for batch_i, batch in enumerate(bar):
+                self.run_callbacks("on_val_batch_start")
                 t0 = time.perf_counter()
                 batch = self.preprocess(batch)
                 t1 = time.perf_counter()
@@ -115,6 +130,7 @@ class DetectionValidator:
                 dt = [dt[0] + t1 - t0, dt[1] + t2 - t1, dt[2] + t3 - t2, dt[3] + time.perf_counter() - t3]
                 if self.plots and batch_i < PLOTTED_BATCHES:
                     self.plot_val_samples(batch, dets, batch_i)
+                self.run_callbacks("on_val_batch_end")
         self.finalize()
         n = max(self.seen, 1)
         self.speed = dict(zip(("preprocess", "inference", "loss", "postprocess"), (1e3 * t / n for t in dt)))
@@ -133,6 +149,7 @@ class DetectionValidator:
         self.plotter.wait()
         if self.save_dir is not None and (self.plots or self.args.save_json):
             LOGGER.info(f"Results saved to {self.save_dir}")
+        self.run_callbacks("on_val_end")
         return self.metrics
 
     def _setup_standalone(self, model: nn.Module | None) -> tuple[nn.Module, Any, torch.device, dict[int, str]]:

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import yaml
@@ -50,6 +51,11 @@ def yaml_load(file: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: expected a YAML mapping at the top level, got {type(data).__name__}")
     return data
+
+
+# default.yaml as a namespace, at its published path. A plain SimpleNamespace (utils sits below cfg): the trainer,
+# validator, predictor and exporter given it as `cfg` read default.yaml itself, with its mode's defaults.
+DEFAULT_CFG = SimpleNamespace(**yaml_load(DEFAULT_CFG_PATH))
 
 
 def write_atomic(file: str | Path, data: str | bytes) -> Path:
