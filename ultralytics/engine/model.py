@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 
 from ultralytics.cfg import DEFAULT_MODEL, IterableSimpleNamespace, check_cfg, get_cfg
-from ultralytics.checkpoints import (build_model_from_published, load_checkpoint, model_from_checkpoint,
-                                     transfer_weights, weights_of)
+from ultralytics.checkpoints import (atomic_save, build_model_from_published, load_checkpoint, make_checkpoint,
+                                     model_from_checkpoint, transfer_weights, weights_of)
 from ultralytics.engine import callbacks as cb
 from ultralytics.engine import ddp
 from ultralytics.engine.exporter import Exporter
@@ -48,6 +48,8 @@ class YOLO:
         self.cfg: str | None = None
         self.overrides: dict[str, Any] = {}
         self.trainer: Any = None
+        self.predictor: DetectionPredictor | None = None  # the last predict run's, reused while its config holds
+        self._predictor_key: dict[str, Any] = {}
         self.metrics: Any = None
         self.callbacks: dict[str, list[Callable]] = cb.get_default_callbacks()
         self._has_weights = False
@@ -105,6 +107,28 @@ class YOLO:
         if isinstance(weights, (str, Path)):
             self.overrides["pretrained"] = str(weights)
         return self
+
+    def reset_weights(self) -> YOLO:
+        """Re-initialise every parameter and buffer as a fresh build of the model's yaml would (names, device and
+        train/eval mode are kept); every parameter requires grad afterwards."""
+        self._require_trainable("reset_weights")
+        old, device = self.model, self.device
+        fresh = DetectionModel(old.yaml, verbose=False)
+        fresh.names, fresh.args = old.names, old.args
+        fresh.train(old.training)
+        self.model = fresh.to(device)
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+        return self
+
+    def save(self, filename: str | Path = "saved_model.pt") -> None:
+        """Write the current model as a checkpoint of this project's format; `YOLO(filename)` loads it back."""
+        self._require_trainable("save")
+        if self.model.is_fused():
+            raise ConfigError("cannot save a fused model (its BatchNorm is folded away); save before calling fuse()")
+        args = dict((self.ckpt or {}).get("train_args") or {})
+        args.update({k: v for k, v in self.overrides.items() if k in CKPT_ARGS})
+        atomic_save(make_checkpoint(self.model, train_args=args, finished=True), filename)
 
     # ---------------------------------------------------------------------------------------------------- callbacks
     def add_callback(self, event: str, func: Callable) -> None:
@@ -207,7 +231,22 @@ class YOLO:
         if source is None:
             LOGGER.warning(f"WARNING ⚠️ no source given, predicting on the bundled sample images: source={ASSETS}")
             source = ASSETS
-        return DetectionPredictor(args, _callbacks=self.callbacks)(source, model=self.model, stream=stream)
+        predictor = self._predictor_for(args)
+        return predictor(source, model=self.model, stream=stream)
+
+    def _predictor_for(self, args: IterableSimpleNamespace) -> DetectionPredictor:
+        """The last predictor when `args` equals its config apart from the source (it then keeps writing into its
+        run folder), else a new one."""
+        key = {k: v for k, v in vars(args).items() if k != "source"}
+        last = self.predictor
+        if last is not None and key == self._predictor_key:
+            if last.save_dir is not None:  # one run folder for every call
+                last.args.save_dir = str(last.save_dir)
+            last.callbacks = self.callbacks
+            return last
+        self.predictor = DetectionPredictor(args, _callbacks=self.callbacks)
+        self._predictor_key = key
+        return self.predictor
 
     def __call__(self, source: Any = None, stream: bool = False, **kwargs: Any) -> Any:
         return self.predict(source, stream=stream, **kwargs)
@@ -244,6 +283,17 @@ class YOLO:
     @property
     def names(self) -> dict[int, str]:
         return self.model.names
+
+    @property
+    def task_map(self) -> dict[str, dict[str, type]]:
+        """The classes of each supported task: {task: {"model", "trainer", "validator", "predictor"}}."""
+        return {"detect": {"model": DetectionModel, "trainer": DetectionTrainer, "validator": DetectionValidator,
+                           "predictor": DetectionPredictor}}
+
+    @property
+    def transforms(self) -> Any:
+        """The model's `transforms` attribute, None when it has none (as for every model of this project)."""
+        return getattr(self.model, "transforms", None)
 
     def __repr__(self) -> str:
         src = self.ckpt_path or self.cfg
