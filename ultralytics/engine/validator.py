@@ -31,10 +31,11 @@ from ultralytics.engine.run_files import LOSS_NAMES, get_save_dir
 from ultralytics.errors import ConfigError, DatasetError
 from ultralytics.evaluation import coco as coco_eval
 from ultralytics.evaluation import plots as metric_plots
-from ultralytics.evaluation.metrics import ConfusionMatrix, DetMetrics, box_iou, match_predictions
+from ultralytics.evaluation.metrics import (ConfusionMatrix, DetMetrics, box_iou, labels_in_input_space,
+                                            match_predictions)
 from ultralytics.utils import DEFAULT_CFG, LOGGER
 from ultralytics.utils.checks import check_imgsz
-from ultralytics.utils.ops import non_max_suppression, scale_boxes, xywh2xyxy, xyxy2xywh
+from ultralytics.utils.ops import non_max_suppression, scale_boxes, xyxy2xywh
 from ultralytics.utils.plotting import PlotWorker, plot_images
 from ultralytics.utils.torch_utils import select_device
 
@@ -226,9 +227,10 @@ class DetectionValidator(CallbackHost):
             if self.args.single_cls:
                 pred = pred.clone()
                 pred[:, 5] = 0
-            tp = self._match_in_input_space(pred, batch["bboxes"][idx], cls, (h, w))
+            labels = labels_in_input_space(batch["bboxes"][idx], (h, w))
+            tp = self._match_in_input_space(pred, labels, cls)
             if self.confusion_matrix is not None or self.args.save_json:
-                predn, tbox = self._to_original_pixels(pred, batch["bboxes"][idx], (h, w), batch["ori_shape"][si],
+                predn, tbox = self._to_original_pixels(pred, labels, (h, w), batch["ori_shape"][si],
                                                        batch["ratio_pad"][si])
                 if self.confusion_matrix is not None:
                     self.confusion_matrix.process_batch(predn, tbox, cls)
@@ -239,24 +241,21 @@ class DetectionValidator(CallbackHost):
             self.stats["pred_cls"].append(pred[:, 5].cpu())
             self.stats["target_cls"].append(cls.cpu())
 
-    def _match_in_input_space(self, pred: torch.Tensor, xywhn: torch.Tensor, cls: torch.Tensor,
-                              input_hw: tuple[int, int]) -> torch.Tensor:
-        """Correct-matrix (N, 10) of one image; detections are visited in NMS order (decreasing confidence)."""
+    def _match_in_input_space(self, pred: torch.Tensor, labels: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+        """Correct-matrix (N, 10) of one image, labels as xyxy in the input space; detections are visited in NMS
+        order (decreasing confidence)."""
         if not len(cls) or not len(pred):
             return torch.zeros(len(pred), len(self.iouv), dtype=torch.bool, device=pred.device)
-        h, w = input_hw
-        labels = xywh2xyxy(xywhn * torch.tensor([w, h, w, h], device=xywhn.device, dtype=xywhn.dtype))
         return match_predictions(pred[:, 5], cls, box_iou(labels, pred[:, :4]), self.iouv.to(pred.device))
 
     @staticmethod
-    def _to_original_pixels(pred: torch.Tensor, xywhn: torch.Tensor, input_hw: tuple[int, int], ori_shape: Any,
+    def _to_original_pixels(pred: torch.Tensor, labels: torch.Tensor, input_hw: tuple[int, int], ori_shape: Any,
                             ratio_pad: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """Detections (a copy) and label boxes scaled back to the original image and clipped to it."""
-        h, w = input_hw
+        """Copies of the detections and of the input-space xyxy labels, scaled back to the original image and
+        clipped to it."""
         predn = pred.clone()
         scale_boxes(input_hw, predn[:, :4], ori_shape, ratio_pad)
-        tbox = xywh2xyxy(xywhn) * torch.tensor([w, h, w, h], device=xywhn.device)
-        scale_boxes(input_hw, tbox, ori_shape, ratio_pad)
+        tbox = scale_boxes(input_hw, labels.clone(), ori_shape, ratio_pad)
         return predn, tbox
 
     def finalize(self) -> None:

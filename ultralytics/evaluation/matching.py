@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ultralytics.utils.ops import xywh2xyxy
+
 IOU_THRESHOLDS = torch.linspace(0.5, 0.95, 10)  # 0.50:0.05:0.95, the thresholds averaged by mAP50-95
 
 
 def labels_in_input_space(xywhn: torch.Tensor, input_hw: tuple[int, int]) -> torch.Tensor:
     """Normalised (cx, cy, w, h) labels of a batch image → xyxy pixels of the batch's letterboxed input (h, w)."""
     h, w = int(input_hw[0]), int(input_hw[1])
-    scale = torch.tensor([w, h, w, h], dtype=xywhn.dtype, device=xywhn.device)
-    cx, cy, bw, bh = (xywhn * scale).unbind(-1)
-    return torch.stack((cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2), -1)
+    return xywh2xyxy(xywhn * torch.tensor([w, h, w, h], dtype=xywhn.dtype, device=xywhn.device))
 
 
 def same_class_iou(iou: torch.Tensor, true_classes: torch.Tensor, pred_classes: torch.Tensor) -> np.ndarray:
