@@ -208,11 +208,19 @@ def test_nms_thresholds_classes_and_scaling_back(fake):
     assert fake.model.calls[-1] == (1, 3, 160, 160)
 
 
-def test_batching_same_and_mixed_shapes(fake):
+def test_batching_same_and_mixed_shapes(fake, tmp_path):
     a, b, c = (np.zeros((100, 200, 3), np.uint8) for _ in range(3))
     res = predict(fake, [a, b, c], imgsz=128, batch=2, verbose=False)
     assert len(res) == 3
-    assert fake.model.calls[-2:] == [(2, 3, 64, 128), (1, 3, 64, 128)]  # minimal letterbox, same shapes batched
+    # a list is one batch of all its images whatever batch= says (the published package's rule, recorded with its
+    # 8.4.190: predict([3 arrays], batch=2) runs (3, 3, 64, 128)); minimal letterbox for same shapes
+    assert fake.model.calls[-1] == (3, 3, 64, 128)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for k, im in enumerate((a, b, c)):
+        cv2.imwrite(str(folder / f"{k}.jpg"), im)
+    predict(fake, folder, imgsz=128, batch=2, verbose=False)  # other sources: batches of `batch`
+    assert fake.model.calls[-2:] == [(2, 3, 64, 128), (1, 3, 64, 128)]
     predict(fake, [a, np.zeros((200, 100, 3), np.uint8)], imgsz=128, batch=2, verbose=False)
     assert fake.model.calls[-1] == (2, 3, 128, 128)  # mixed shapes: full square letterbox
 

@@ -248,6 +248,13 @@ class YOLO:
         self._predictor_key = key
         return self.predictor
 
+    def embed(self, source: Any = None, stream: bool = False, **kwargs: Any) -> Any:
+        """One feature vector per image (a list of 1-D tensors, or a generator with stream=True): the layers named
+        by embed=[...] average-pooled and concatenated; by default the last layer before the Detect head."""
+        if not kwargs.get("embed"):
+            kwargs["embed"] = [len(self.model.model) - 2]
+        return self.predict(source, stream=stream, **kwargs)
+
     def __call__(self, source: Any = None, stream: bool = False, **kwargs: Any) -> Any:
         return self.predict(source, stream=stream, **kwargs)
 

@@ -26,10 +26,11 @@ from ultralytics.data.loaders import InferenceSource, SourceItem
 from ultralytics.engine.callbacks import CallbackHost, get_default_callbacks
 from ultralytics.engine.results import Results
 from ultralytics.engine.run_files import get_save_dir
-from ultralytics.errors import ConfigError, SourceError, UnsupportedError
+from ultralytics.errors import ConfigError, SourceError
 from ultralytics.nn.autobackend import AutoBackend
 from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_PATH, LOGGER
 from ultralytics.utils.checks import check_imgsz
+from ultralytics.utils.files import increment_path
 from ultralytics.utils.ops import non_max_suppression, scale_boxes
 from ultralytics.utils.torch_utils import select_device
 
@@ -51,11 +52,6 @@ class DetectionPredictor(CallbackHost):
         else:
             overrides = {k: v for k, v in (overrides or {}).items() if k != "source"}
             self.args = get_cfg(cfg, {**overrides, "mode": "predict"})
-        for key in ("augment", "visualize"):
-            if self.args.get(key):
-                raise UnsupportedError(f"{key}=True is not supported by predict in this release")
-        if self.args.embed:
-            raise UnsupportedError("embed= (feature vectors) is not supported by predict in this release")
         self.model: AutoBackend | None = None
         self.save_dir: Path | None = None
         self.imgsz: list[int] = [640, 640]
@@ -90,7 +86,7 @@ class DetectionPredictor(CallbackHost):
 
     def _setup_save_dir(self) -> Path | None:
         a = self.args
-        if not (a.save or a.save_txt or a.save_crop or a.save_frames):
+        if not (a.save or a.save_txt or a.save_crop or a.save_frames or a.visualize):
             return None
         d = Path(a.save_dir) if a.get("save_dir") else get_save_dir(a.project, a.name or "predict", a.exist_ok)
         d.mkdir(parents=True, exist_ok=True)
@@ -112,6 +108,8 @@ class DetectionPredictor(CallbackHost):
                 raise ConfigError("no model given: pass model= (a .pt, .onnx or .torchscript file, or a DetectionModel)")
             self.setup_model(model)
         src = InferenceSource(source, vid_stride=self.args.vid_stride)  # resolves paths now: errors surface early
+        # a list of images is one batch of all of them whatever `batch` says, as in the published package
+        self._batch_size = len(source) if isinstance(source, (list, tuple)) and source else int(self.args.batch)
         return self._run(src)
 
     def _run(self, src: InferenceSource) -> Iterator[Results]:
@@ -130,6 +128,12 @@ class DetectionPredictor(CallbackHost):
                 t1 = time.perf_counter()
                 preds = self.inference(im)
                 t2 = time.perf_counter()
+                if self.args.embed:  # feature vectors, one per image, instead of Results
+                    totals[0] += (t1 - t0) * 1e3
+                    totals[1] += (t2 - t1) * 1e3
+                    self.seen, shape = self.seen + len(batch), tuple(im.shape)
+                    yield from preds
+                    continue
                 self.results = results = self.postprocess(preds, im, batch, ratio_pads)
                 t3 = time.perf_counter()
                 self.run_callbacks("on_predict_postprocess_end")
@@ -153,8 +157,9 @@ class DetectionPredictor(CallbackHost):
         self.run_callbacks("on_predict_end")
 
     def _batches(self, src: InferenceSource) -> Iterator[list[SourceItem]]:
-        """Group consecutive items into batches of `batch`; tensor sources are never mixed with images."""
-        bs, batch = max(int(self.args.batch), 1), []
+        """Group consecutive items into batches of `batch` (a list source: its length); tensor sources are never
+        mixed with images."""
+        bs, batch = max(getattr(self, "_batch_size", int(self.args.batch)), 1), []
         for item in src:
             if batch and (len(batch) == bs or (item.kind == "tensor") != (batch[0].kind == "tensor")):
                 yield batch
@@ -193,11 +198,21 @@ class DetectionPredictor(CallbackHost):
             im /= 255.0
         return im, ratio_pads
 
-    def inference(self, im: torch.Tensor) -> torch.Tensor:
-        y = self.model(im)
+    def inference(self, im: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The model on a preprocessed batch, with the augment / visualize / embed options of the config."""
+        a = self.args
+        y = self.model(im, augment=bool(a.augment), visualize=self._visualize_dir(), embed=a.embed or None)
+        if isinstance(y, tuple):  # embed: one vector per image
+            return y
         if y.device.type == "cuda":
             torch.cuda.synchronize(y.device)
         return y
+
+    def _visualize_dir(self) -> Path | bool:
+        """visualize=True: a new folder per batch, save_dir/<first image's stem>[2, 3, ...]; else False."""
+        if not self.args.visualize or self.save_dir is None or self.batch[0].kind == "tensor":
+            return False
+        return increment_path(self.save_dir / Path(self.batch[0].path).stem, mkdir=True)
 
     def postprocess(self, preds: torch.Tensor, im: torch.Tensor, batch: list[SourceItem],
                     ratio_pads: list[tuple]) -> list[Results]:

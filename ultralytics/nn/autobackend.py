@@ -20,7 +20,7 @@ import torch.nn as nn
 import yaml
 
 from ultralytics.checkpoints import build_model_from_published, load_checkpoint, model_from_checkpoint
-from ultralytics.errors import ConfigError, MissingFileError
+from ultralytics.errors import ConfigError, MissingFileError, UnsupportedError
 from ultralytics.utils import LOGGER
 
 BACKENDS = {".pt": "pt", ".onnx": "onnx", ".torchscript": "torchscript"}
@@ -165,8 +165,22 @@ class AutoBackend(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ inference
     @torch.no_grad()
-    def forward(self, im: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) float RGB 0..1 → (B, 4 + nc, anchors) on `self.device` (float32)."""
+    def forward(self, im: torch.Tensor, augment: bool = False, visualize: bool | str | Path = False,
+                embed: list[int] | None = None) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """(B, 3, H, W) float RGB 0..1 → (B, 4 + nc, anchors) on `self.device` (float32). `augment`, `visualize`
+        and `embed` are `DetectionModel.predict`'s options (PyTorch models only); with `embed` the result is one
+        feature vector per image."""
+        options = {"augment": augment, "visualize": visualize, "embed": embed}
+        if any(options.values()):
+            if self.backend != "pt":
+                used = ", ".join(f"{k}=" for k, v in options.items() if v)
+                raise UnsupportedError(f"{used} need(s) a PyTorch model (*.pt or *.yaml); {Path(self.path).name} is "
+                                       f"an exported {self.backend} model")
+            im = im.to(self.device, torch.float16 if self.fp16 else torch.float32)
+            y = self.model.predict(im, **options)
+            if embed:
+                return y
+            return (y[0] if isinstance(y, (list, tuple)) else y).float()
         if self.batch and im.shape[0] != self.batch:  # fixed-batch file: run it in chunks (the last one padded)
             outs = []
             for chunk in im.split(self.batch):

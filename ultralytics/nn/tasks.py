@@ -16,13 +16,16 @@ import torch.nn as nn
 from ultralytics.cfg import DEFAULT_MODEL
 from ultralytics.detection.loss import DetectionLoss
 from ultralytics.errors import MissingFileError, ModelConfigError, UnsupportedError
-from ultralytics.nn.modules import (C1, C2, C3, CBAM, SPP, SPPF, BiLevelRoutingAttention, Bottleneck, BottleneckCSP,
+from ultralytics.nn.modules import (C1, C2, C3, CBAM, SPP, SPPF, BiFormerBlock, BiLevelRoutingAttention, Bottleneck,
+                                    BottleneckCSP, C2f_BiFormer,
                                     C2f, C3Ghost, C3TR, C3x, ChannelAttention, Concat, Conv, Conv2, ConvTranspose,
                                     Detect, DWConv, DWConvTranspose2d, Focus, GhostBottleneck, GhostConv, RepConv,
                                     SpatialAttention, TransformerBlock)
+from ultralytics.nn.tta import predict_augmented
 from ultralytics.utils import CFG_DIR, LOGGER, yaml_load
+from ultralytics.utils.feature_maps import feature_visualization
 from ultralytics.utils.ops import make_divisible
-from ultralytics.utils.torch_utils import fuse_conv_and_bn, model_info
+from ultralytics.utils.torch_utils import fuse_conv_and_bn, model_info, module_cost
 
 MODEL_DIR = CFG_DIR / "models"
 
@@ -108,6 +111,8 @@ register_module("SpatialAttention", SpatialAttention, passthrough)
 register_module("Concat", Concat, concat_rule)
 register_module("Detect", Detect, detect_rule)
 register_module("BiLevelRoutingAttention", BiLevelRoutingAttention, same_channels_first)
+register_module("BiFormerBlock", BiFormerBlock, same_channels_first)  # [n_win, topk, mlp_ratio]
+register_module("C2f_BiFormer", C2f_BiFormer, csp_like)  # [c2, n_win, topk, mlp_ratio, e]
 register_module("nn.BatchNorm2d", nn.BatchNorm2d, lambda ctx, args: ([ctx.ch[ctx.f]], ctx.ch[ctx.f], ctx.n))
 
 
@@ -326,9 +331,12 @@ class DetectionModel(nn.Module):
             return self.loss(x, *args, **kwargs)
         return self.predict(x, *args, **kwargs)
 
-    def predict(self, x: torch.Tensor, augment: bool = False) -> Any:
-        if augment:
-            raise UnsupportedError("test-time augmentation (augment=True) is not supported yet")
+    def predict(self, x: torch.Tensor, profile: bool = False, visualize: bool | str | Path = False,
+                augment: bool = False, embed: list[int] | None = None) -> Any:
+        """Forward an image batch. `profile` logs each layer's time, GFLOPs and parameters; `visualize` (True or a
+        folder) saves every stage's feature maps (utils/feature_maps.py); `augment` runs test-time augmentation
+        (nn/tta.py, eval mode only: (merged predictions, None)); `embed` (layer indices) returns one feature vector
+        per image instead: the named layers' outputs average-pooled and concatenated in layer order."""
         stride = getattr(self, "stride", None)
         tracing = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
         if stride is not None and x.dim() == 4 and not tracing:
@@ -336,15 +344,35 @@ class DetectionModel(nn.Module):
             if x.shape[-2] % s or x.shape[-1] % s:
                 raise ValueError(f"input size {x.shape[-2]}×{x.shape[-1]} is not a multiple of the model stride {s}; "
                                  f"letterbox or resize the image to multiples of {s} (e.g. imgsz=640)")
-        return self._predict_once(x)
+        if augment and not embed:
+            if self.training:
+                raise UnsupportedError("augment=True (test-time augmentation) needs the model in eval mode")
+            strides = [int(v) for v in self.stride.tolist()]
+            return predict_augmented(lambda view: self._predict_once(view)[0], x, strides), None
+        return self._predict_once(x, profile, visualize, embed)
 
-    def _predict_once(self, x: torch.Tensor) -> Any:
+    def _predict_once(self, x: torch.Tensor, profile: bool = False, visualize: bool | str | Path = False,
+                      embed: list[int] | None = None) -> Any:
         outputs: list[torch.Tensor | None] = []
+        costs: list[tuple[float, float, int, str]] = []
+        vis_dir = (Path("runs/detect/visualize") if visualize is True else Path(visualize)) if visualize else None
+        last_embed, pooled = (max(embed), []) if embed else (None, [])
         for m in self.model:
             if m.f != -1:
                 x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+            if profile:
+                ms, gflops = module_cost(m, x)
+                costs.append((ms, gflops, sum(p.numel() for p in m.parameters()), m.type))
             x = m(x)
             outputs.append(x if m.i in self.save else None)
+            if vis_dir is not None:
+                feature_visualization(x, m.type, m.i, save_dir=vis_dir)
+            if embed and m.i in embed:
+                pooled.append(nn.functional.adaptive_avg_pool2d(x, 1).flatten(1))
+                if m.i == last_embed:
+                    return torch.unbind(torch.cat(pooled, 1), 0)
+        if profile:
+            _log_costs(costs)
         return x
 
     def loss(self, batch: dict, preds: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -387,3 +415,12 @@ def _init_weights(model: nn.Module) -> None:
             m.momentum = 0.03
         elif isinstance(m, (nn.Hardswish, nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.SiLU)):
             m.inplace = True
+
+
+def _log_costs(costs: list[tuple[float, float, int, str]]) -> None:
+    """The `profile=True` table: one line per layer (milliseconds, GFLOPs, parameters, module) and the total."""
+    LOGGER.info(f"{'time (ms)':>10s} {'GFLOPs':>10s} {'params':>10s}  module")
+    for ms, gflops, params, name in costs:
+        LOGGER.info(f"{ms:10.2f} {gflops:10.2f} {params:10.0f}  {name}")
+    LOGGER.info(f"{sum(c[0] for c in costs):10.2f} {sum(c[1] for c in costs):10.2f} "
+                f"{sum(c[2] for c in costs):10.0f}  Total")

@@ -7,6 +7,7 @@ import math
 import os
 import random
 import re
+import time
 from collections.abc import Iterable, Iterator
 from copy import deepcopy
 
@@ -54,6 +55,38 @@ def get_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640, ch: int | No
     finally:
         model.train(mode)
     return counter.get_total_flops() / 1e9
+
+
+def module_cost(module: nn.Module, x: torch.Tensor | list[torch.Tensor], runs: int = 10) -> tuple[float, float]:
+    """(median milliseconds, GFLOPs) of one forward of `module` on `x`; used by `DetectionModel.predict(profile=True)`.
+
+    The module runs on a copy of a tensor input so in-place activations cannot alter the caller's tensor."""
+    def call():
+        return module(x.clone() if isinstance(x, torch.Tensor) else x)
+
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas()) as counter:
+        call()
+    times = []
+    with torch.no_grad():
+        for _ in range(runs):
+            start = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times)), counter.get_total_flops() / 1e9
+
+
+def scale_img(img: torch.Tensor, ratio: float = 1.0, same_shape: bool = False, gs: int = 32) -> torch.Tensor:
+    """Resize a (B, C, H, W) batch by `ratio` (bilinear); unless `same_shape`, pad right/bottom with 0.447 grey up to
+    multiples of `gs` so the result still fits the model's stride. ratio 1 returns `img` itself."""
+    if ratio == 1.0:
+        return img
+    h, w = img.shape[2:]
+    size = (int(h * ratio), int(w * ratio))
+    out = nn.functional.interpolate(img, size=size, mode="bilinear", align_corners=False)
+    if same_shape:
+        return out
+    target_h, target_w = (math.ceil(v * ratio / gs) * gs for v in (h, w))
+    return nn.functional.pad(out, [0, target_w - size[1], 0, target_h - size[0]], value=0.447)
 
 
 def _log_parameter_table(model: nn.Module) -> None:
