@@ -164,7 +164,7 @@ def test_unknown_keys_all_reported_and_is_value_error():
     ("split", "tests", ["split", "test"]),
     ("cache", "memory", ["cache", "ram", "disk"]),
     ("task", "segment", ["only detect"]),
-    ("mode", "track", ["track", "not supported"]),
+    ("mode", "tune", ["mode", "'tune'", "track", "benchmark"]),
     ("device", 1.5, ["device", "float"]),
     ("classes", "a,b", ["classes", "list of ints"]),
     ("classes", -1, ["classes", "non-negative"]),

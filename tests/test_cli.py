@@ -59,6 +59,9 @@ class FakeModel:
     def run_export(self, args):
         return self._record(args)
 
+    def run_benchmark(self, args, given):
+        return self._record(args, given=sorted(given - {"mode", "model"}))
+
 
 @pytest.fixture
 def fake(monkeypatch):
@@ -171,11 +174,9 @@ def test_resume_flag_resumes_the_given_checkpoint(fake, capsys, tmp_path):
     (["trian"], ["'trian'", "train"]),
     (["segment", "train"], ["only detect"]),
     (["task=pose", "train"], ["only detect"]),
-    (["track", "model=a.pt"], ["track", "not supported"]),
-    (["benchmark", "model=a.pt"], ["benchmark", "not supported"]),
+    (["mode=tune", "model=a.pt"], ["mode", "'tune'", "benchmark"]),
     (["train", "val"], ["two modes"]),
     (["val"], ["needs a model"]),
-    (["predict", "model=a.pt"], ["needs a source"]),
     (["train", "save_period"], ["needs a value"]),
     (["train", "version"], ["must come first"]),
     (["train", "=3"], ["no key"]),
@@ -189,6 +190,13 @@ def test_user_errors_are_one_line_with_exit_code_2(fake, capsys, argv, words):
     for word in words:
         assert word in lines[0], (word, lines[0])
     assert fake.calls == []  # validation happens before any model is built
+
+
+def test_predict_without_source_and_benchmark(fake, capsys):
+    assert run(["predict", "model=a.pt"], capsys)[0] == 0
+    assert fake.calls[-1] == ("predict", None, {"stream": True, "save": True})  # source None: the bundled images
+    assert run(["benchmark", "model=a.pt", "imgsz=64", "format=onnx"], capsys)[0] == 0
+    assert fake.calls[-1] == ("benchmark", None, {"imgsz": 64, "format": "onnx", "given": ["format", "imgsz"]})
 
 
 def test_unsupported_feature_is_one_line(fake, capsys):
@@ -278,8 +286,6 @@ def test_trailing_comma_and_spaces_around_equals(fake, capsys, logs):
     (["train", "epochs=abc"], TypeError, ["epochs", "abc"]),
     (["train", "save=yes"], TypeError, ["save", "yes"]),
     (["train", "lr0=1.5"], ValueError, ["lr0", "1.5"]),
-    (["benchmark", "model=a.pt"], UnsupportedError, ["benchmark", "not supported"]),
-    (["mode=track", "model=a.pt"], UnsupportedError, ["track", "not supported"]),
 ])
 def test_cli_error_types_with_traceback(fake, monkeypatch, argv, exc, words):
     monkeypatch.setenv("YOLO_TRACEBACK", "1")

@@ -25,13 +25,14 @@ LAYERS: list[tuple[str, ...]] = [
     ("ultralytics.nn.autobackend",),  # runs checkpoints and exported files; lives at the published import path
     ("ultralytics.evaluation",),
     ("ultralytics.data",),
+    ("ultralytics.trackers",),
     ("ultralytics.engine",),
     ("ultralytics.models",),
     ("ultralytics.cli", "ultralytics.__main__"),
 ]
 # Compatibility re-exports at published import paths: allowed to reach up, but nothing inside the package may
 # import them (package code imports the real homes).
-FACADES = ("ultralytics.utils.metrics", "ultralytics.utils.loss", "ultralytics.utils.tal")
+FACADES = ("ultralytics.utils.benchmarks",)
 
 
 def module_name(path: Path) -> str:

@@ -188,10 +188,6 @@ def run_mode(args: list[str]) -> int:
                 overrides[key] = value
         else:
             _bare_word(arg, overrides)
-    if overrides.get("mode") in OTHER_MODES:
-        raise UnsupportedError(f"mode '{overrides['mode']}' (yolo {overrides['mode']}) is not supported in this "
-                               f"project; choose one of {', '.join(MODES)}")
-
     if overrides.get("resume") is True and str(overrides.get("model", "")).endswith(".pt"):
         overrides["resume"] = overrides["model"]  # `yolo train resume model=.../last.pt` resumes that file
     # The run's one config, validated here at the edge before any model is built (also reads a cfg= file).
@@ -200,12 +196,10 @@ def run_mode(args: list[str]) -> int:
         LOGGER.warning(f"WARNING ⚠️ no mode given, running mode={overrides['mode']}; choose one of {', '.join(MODES)}")
     args = get_cfg(DEFAULT_CFG_PATH, overrides)
     mode = args.mode
-    if mode == "predict" and "save" not in overrides:
+    if mode in ("predict", "track") and "save" not in overrides:
         args.save = True  # the command line saves annotated predictions (Python's predict does not)
     if args.model is None:
         raise CfgError(f"'yolo {mode}' needs a model, e.g. yolo {mode} model=runs/detect/train/weights/best.pt")
-    if mode == "predict" and args.source is None:
-        raise CfgError("'yolo predict' needs a source, e.g. source=path/to/images_or_video")
     resume = None
     if mode == "train":
         args, resume = resolve_resume(args, overrides)
@@ -215,9 +209,11 @@ def run_mode(args: list[str]) -> int:
         yolo.run_train(args, resume)
     elif mode == "val":
         yolo.run_val(args)
-    elif mode == "predict":  # streamed: constant memory on long videos
+    elif mode == "predict":  # streamed: constant memory on long videos (no source: the bundled images)
         for _ in yolo.run_predict(args, stream=True):
             pass
+    elif mode == "benchmark":
+        yolo.run_benchmark(args, given=set(overrides))
     else:
         yolo.run_export(args)
     return 0

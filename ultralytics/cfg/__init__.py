@@ -69,8 +69,8 @@ DEFAULT_CFG_KEYS = frozenset(DEFAULT_CFG_DICT)
 
 TASKS = ("detect",)
 OTHER_TASKS = ("segment", "classify", "pose", "obb")  # published tasks this project does not implement
-MODES = ("train", "val", "predict", "export")
-OTHER_MODES = ("track", "benchmark")  # published modes this project does not implement
+MODES = ("train", "val", "predict", "export", "track", "benchmark")
+OTHER_MODES: tuple[str, ...] = ()  # published modes this project does not implement
 
 # Keys a run may carry although default.yaml does not list them (the trainer writes save_dir to args.yaml).
 EXTRA_KEYS: dict[str, Any] = {"save_dir": None}
@@ -91,6 +91,8 @@ MODE_DEFAULTS: dict[str, dict[str, Any]] = {
     "val": {"conf": 0.001, "rect": True},
     "predict": {"conf": 0.25, "batch": 1, "save": False, "rect": True},
     "export": {"batch": 1},
+    "track": {"conf": 0.1, "batch": 1, "save": False, "rect": True},
+    "benchmark": {"batch": 1},
 }
 # Mode defaults worth a warning when they are used, because the user probably meant to choose.
 _ANNOUNCED_DEFAULTS = {("train", "model"), ("train", "data")}

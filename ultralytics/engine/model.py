@@ -18,6 +18,7 @@ from ultralytics.checkpoints import (atomic_save, build_model_from_published, lo
                                      model_from_checkpoint, transfer_weights, weights_of)
 from ultralytics.engine import callbacks as cb
 from ultralytics.engine import ddp
+from ultralytics.engine.benchmark import Table, benchmark_model
 from ultralytics.engine.exporter import Exporter
 from ultralytics.engine.predictor import DetectionPredictor
 from ultralytics.engine.resume import ResumePoint, build_train_config
@@ -267,6 +268,21 @@ class YOLO:
         """Export with a validated config (see `export`)."""
         self._require_trainable("export")
         return Exporter(args, _callbacks=self.callbacks)(self.model, self.ckpt_path)
+
+    def benchmark(self, **kwargs: Any) -> Table:
+        """Export this model to each supported format and validate every file (size, mAP50-95, ms per image): a
+        Table of rows (see ultralytics/engine/benchmark.py). Keys: data, imgsz, half, int8, device, verbose, format."""
+        self._require_trainable("benchmark")
+        args = self.config("benchmark", kwargs)
+        return benchmark_model(self, type(self), data=kwargs.get("data"), imgsz=args.imgsz, half=args.half,
+                               int8=args.int8, device=args.device or "cpu", verbose=args.verbose, format=args.format
+                               if "format" in kwargs else "")
+
+    def run_benchmark(self, args: IterableSimpleNamespace, given: set[str]) -> Table:
+        """`yolo benchmark` with a validated config: the keys the user gave decide data and format."""
+        return benchmark_model(self, type(self), data=args.data if "data" in given else None, imgsz=args.imgsz,
+                               half=args.half, int8=args.int8, device=args.device or "cpu", verbose=args.verbose,
+                               format=args.format if "format" in given else "")
 
     # ---------------------------------------------------------------------------------------------------- model
     def info(self, detailed: bool = False, verbose: bool = True) -> tuple:

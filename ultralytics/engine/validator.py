@@ -31,6 +31,7 @@ from ultralytics.engine.run_files import LOSS_NAMES, get_save_dir
 from ultralytics.errors import ConfigError, DatasetError
 from ultralytics.evaluation import coco as coco_eval
 from ultralytics.evaluation import plots as metric_plots
+from ultralytics.nn.autobackend import AutoBackend
 from ultralytics.evaluation.metrics import (ConfusionMatrix, DetMetrics, box_iou, labels_in_input_space,
                                             match_predictions)
 from ultralytics.utils import DEFAULT_CFG, LOGGER
@@ -94,7 +95,8 @@ class DetectionValidator(CallbackHost):
     def __call__(self, model: nn.Module | str | Path | None = None) -> DetMetrics:
         """Standalone validation of `model` (a DetectionModel or a *.pt path) on `args.data` / `args.split`."""
         if isinstance(model, (str, Path)):
-            model = model_from_checkpoint(load_checkpoint(model))
+            exported = Path(model).suffix.lower() in (".onnx", ".torchscript")
+            model = AutoBackend(model) if exported else model_from_checkpoint(load_checkpoint(model))
         model, loader, device, names = self._setup_standalone(model)
         return self.run(model, loader, device, names, plots=bool(self.args.plots), data=self.data)
 
@@ -165,18 +167,29 @@ class DetectionValidator(CallbackHost):
         split = self.args.split
         if not data.get(split):
             raise DatasetError(f"dataset {self.args.data} has no '{split}' split; use split=val (or add '{split}:')")
-        nc_model = int(model.model[-1].nc) if hasattr(model, "model") else data["nc"]
+        exported = isinstance(model, AutoBackend) and model.backend != "pt"  # an ONNX / TorchScript file
+        if isinstance(model, AutoBackend):
+            nc_model = len(model.names) if model.names else data["nc"]
+        else:
+            nc_model = int(model.model[-1].nc) if hasattr(model, "model") else data["nc"]
         names = {0: "item"} if self.args.single_cls else data["names"]
         if nc_model != len(names):
             raise DatasetError(f"the model predicts {nc_model} classes but dataset {self.args.data} has "
                                f"{len(names)}; validate on the dataset the model was trained on")
         model = model.to(device).float()
-        stride = max(int(model.stride.max()), 32) if hasattr(model, "stride") else 32
+        stride = int(model.stride) if isinstance(model, AutoBackend) else (
+            max(int(model.stride.max()), 32) if hasattr(model, "stride") else 32)
         imgsz = check_imgsz(self.args.imgsz, stride, square=True)
+        fixed = exported and not model.dynamic and model.imgsz  # a file traced at one input size
+        if fixed:
+            if model.imgsz[0] != model.imgsz[1]:
+                raise ConfigError(f"{Path(model.path).name} was exported at {model.imgsz[0]}x{model.imgsz[1]}; "
+                                  "validation needs a square export (imgsz=N) or dynamic=True")
+            imgsz = int(model.imgsz[0])
         loader = self.dataloader
         if loader is None:
-            dataset = build_yolo_dataset(self.args, data[split], batch, data, mode="val", rect=True, stride=stride,
-                                         imgsz=imgsz)
+            dataset = build_yolo_dataset(self.args, data[split], batch, data, mode="val", rect=not fixed,
+                                         stride=stride, imgsz=imgsz)
             loader = build_dataloader(dataset, batch, self.args.workers, shuffle=False, rank=-1)
         if self.save_dir is None and (self.args.plots or self.args.save_json):
             self.save_dir = get_save_dir(self.args.project, self.args.name or "val", self.args.exist_ok)
