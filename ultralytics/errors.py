@@ -69,7 +69,40 @@ class NonFiniteLossError(UserError, FloatingPointError):
     """Training stopped because the loss or the gradients were NaN/inf for too many consecutive steps."""
 
 
+class UnreadableSourceError(SourceError, OSError):
+    """A prediction source named directly (not found in a folder, glob or list) is not a readable image or video."""
+
+
+class FileWriteError(UserError, OSError):
+    """A file could not be written (disk full, read-only folder); the message names the file, the free space and
+    what was kept. `errno` and `filename` are those of the underlying OSError."""
+
+    def __init__(self, message: str, errno: int | None = None, filename: str | None = None) -> None:
+        OSError.__init__(self, message)
+        self.errno, self.filename = errno, filename
+
+    def __str__(self) -> str:  # OSError would format "[Errno n] ...: 'file'" once errno/filename are set
+        return str(self.args[0])
+
+
+class DeviceMemoryError(UserError, RuntimeError):
+    """The GPU ran out of memory; the message names the batch size and imgsz to lower (or batch=-1)."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C (SIGINT) or SIGTERM after writing a resumable last.pt.
+
+    A KeyboardInterrupt, not a UserError: code that stops on Ctrl-C keeps doing so. `exit_code` is the status a
+    command should exit with (130 for SIGINT, 143 for SIGTERM, as a shell reports a process ended by the signal).
+    """
+
+    def __init__(self, message: str = "", exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 __all__ = ["UserError", "ConfigError", "ConfigTypeError", "UnknownKeyError",
            "ModelConfigError", "DatasetError", "MissingFileError", "CheckpointError",
            "UnsafeCheckpointError", "SourceError", "ExportError", "UnsupportedError", "DDPError",
-           "NonFiniteLossError"]
+           "NonFiniteLossError", "UnreadableSourceError", "FileWriteError", "DeviceMemoryError",
+           "TrainingInterrupted"]

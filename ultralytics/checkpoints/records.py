@@ -20,7 +20,7 @@ A checkpoint of this project is a dict of tensors, strings, numbers, lists and d
 
 from __future__ import annotations
 
-import os
+import io
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,29 +28,28 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ultralytics.utils import write_atomic
+from ultralytics.utils.files import is_write_failure, write_failure
 from ultralytics.version import __version__
 
 FORMAT = "ultralytics-biformer-ckpt-v1"
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
-    """torch.save `obj` to a temp file in the same folder, then os.replace it onto `path`.
+    """torch.save `obj` into memory, then write the bytes to a temp file beside `path`, fsync and os.replace it.
 
-    A failure (full disk, kill, unpicklable object) never leaves a partial file at `path`; the temp file is removed.
+    Serialising first means a full disk shows up as the OSError of a plain write (raised as FileWriteError: the
+    file, the free space, what was kept) rather than torch's "unexpected pos" RuntimeError, and never leaves a
+    partial file at `path` or a temp file beside it: a previous `path` stays intact.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise (write_failure(path, e, existed=False) if is_write_failure(e) else e) from e
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return write_atomic(path, buf.getbuffer())
 
 
 def plain(obj: Any) -> Any:

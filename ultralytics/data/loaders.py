@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 from ultralytics.data.utils import IMG_FORMATS, imread
-from ultralytics.errors import ConfigError, MissingFileError, SourceError
+from ultralytics.errors import ConfigError, MissingFileError, SourceError, UnreadableSourceError
 from ultralytics.utils import LOGGER
 
 VID_FORMATS = {"asf", "avi", "gif", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "ts", "wmv", "webm"}
@@ -209,7 +209,9 @@ class InferenceSource:
     """A lazy, iterable prediction source yielding `SourceItem`s, one image or video frame at a time.
 
     Unreadable images and videos found through a folder, glob or .txt list are skipped with a warning;
-    one named directly raises OSError. `vid_stride` keeps every n-th video frame (frames 1, 1+n, ...).
+    one named directly raises UnreadableSourceError (a SourceError and an OSError). A video that stops decoding
+    before its last frame ends there with a warning, after every frame decoded so far was yielded.
+    `vid_stride` keeps every n-th video frame (frames 1, 1+n, ...).
     """
 
     def __init__(self, source: Any, vid_stride: int = 1):
@@ -248,7 +250,8 @@ class InferenceSource:
 
     def _unreadable(self, e: _Entry, why: str) -> None:
         if e.explicit:
-            raise OSError(f"cannot read {e.kind} '{e.path}': {why}")
+            raise UnreadableSourceError(f"cannot read {e.kind} '{e.path}': {why}; pass a readable image or video "
+                                        f"({_supported_types()})")
         self.skipped.append(e.path)
         LOGGER.warning(f"WARNING ⚠️ skipping unreadable {e.kind} '{e.path}': {why}")
 
@@ -283,6 +286,9 @@ class InferenceSource:
                                  frames=max(kept, frame_no), fps=fps / self.vid_stride)
             if frame_no == 0:
                 self._unreadable(e, "no frames could be decoded")
+            elif total > 0 and read < total:
+                LOGGER.warning(f"WARNING ⚠️ video '{e.path}' stopped decoding after frame {read} of {total} "
+                               f"(truncated or corrupt); keeping the {frame_no} frame(s) read so far")
         finally:
             cap.release()
 

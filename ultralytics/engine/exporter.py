@@ -32,7 +32,7 @@ from ultralytics.engine.callbacks import CallbackHost, get_default_callbacks
 from ultralytics.engine.run_files import get_save_dir
 from ultralytics.nn.modules import BiLevelRoutingAttention, Detect
 from ultralytics.nn.tasks import guess_model_scale
-from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_PATH, LOGGER
+from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_PATH, LOGGER, write_atomic
 from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.torch_utils import select_device
 from ultralytics.version import __version__
@@ -142,11 +142,9 @@ class Exporter(CallbackHost):
     # ------------------------------------------------------------------------------------------------ helpers
     def _output_path(self, model: nn.Module, file: str | Path | None) -> Path:
         suffix = EXPORT_FORMATS[self.format]
-        if file:
-            Path(file).parent.mkdir(parents=True, exist_ok=True)
+        if file:  # folders are created by write_atomic (a read-only one is then a FileWriteError)
             return Path(file).with_suffix(suffix)
         save_dir = get_save_dir(self.args.project, self.args.name or "export", self.args.exist_ok)
-        save_dir.mkdir(parents=True, exist_ok=True)
         return save_dir / f"{model_file_stem(model)}{suffix}"
 
     def metadata(self, model: nn.Module, imgsz: list[int], batch: int, half: bool, dynamic: bool) -> dict[str, Any]:
@@ -207,7 +205,9 @@ class Exporter(CallbackHost):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings for shape-dependent Python values; deprecation notes
             ts = torch.jit.trace(model, im, strict=False)
-            ts.save(str(out), _extra_files={"config.txt": json.dumps(metadata)})
+            buf = io.BytesIO()  # serialised in memory, then written atomically: a full disk leaves no partial file
+            torch.jit.save(ts, buf, _extra_files={"config.txt": json.dumps(metadata)})
+        write_atomic(out, buf.getbuffer())
 
     def _export_onnx(self, model: nn.Module, im: torch.Tensor, out: Path, metadata: dict, dynamic: bool) -> None:
         import onnx
@@ -229,7 +229,7 @@ class Exporter(CallbackHost):
             entry.key, entry.value = k, v if isinstance(v, str) else json.dumps(v)
         if self.args.simplify:
             proto = self._simplify(proto)
-        onnx.save(proto, str(out))
+        write_atomic(out, proto.SerializeToString())  # as onnx.save, but never a partial file
 
     @staticmethod
     def _io_names(dynamic: bool) -> dict[str, Any]:

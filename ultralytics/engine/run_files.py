@@ -122,6 +122,12 @@ class ResultsCSV:
         write_atomic(self.file, buf.getvalue())
 
 
+def progress_text(epoch: int, epochs: int, device: torch.device, tloss: torch.Tensor, batch: dict) -> str:
+    """The training progress bar's description: epoch, memory, mean losses, instances and image size."""
+    return ("%11s" * 2 + "%11.4g" * 5) % (f"{epoch + 1}/{epochs}", memory_usage(device), *tloss.tolist(),
+                                           batch["cls"].shape[0], batch["img"].shape[-1])
+
+
 def memory_usage(device: torch.device) -> str:
     """Reserved GPU memory, or this process's resident memory on the CPU, as '1.23G' (for the progress bar)."""
     if device.type == "cuda":

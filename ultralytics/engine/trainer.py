@@ -26,21 +26,22 @@ from ultralytics.checkpoints import (atomic_save, load_checkpoint, make_checkpoi
 from ultralytics.data import build_dataloader, build_yolo_dataset, check_det_dataset
 from ultralytics.detection.loss import DetectionLoss, distributed_normaliser
 from ultralytics.engine import callbacks as cb
-from ultralytics.engine import optim
+from ultralytics.engine import faults, optim
 from ultralytics.engine.amp import check_amp
 from ultralytics.engine.resume import ResumePoint, build_train_config
-from ultralytics.engine.run_files import ResultsCSV, TrainResult, get_save_dir, loss_dict, memory_usage
+from ultralytics.engine.run_files import ResultsCSV, TrainResult, get_save_dir, loss_dict, progress_text
 from ultralytics.engine.step_guard import StepGuard
 from ultralytics.engine.validator import DetectionValidator, training_progress
 from ultralytics.errors import ConfigError
 from ultralytics.evaluation.plots import plot_results
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_PATH, LOGGER, RANK, dist, yaml_save
+from ultralytics.utils.autobatch import check_train_batch_size
 from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.plotting import PlotWorker, plot_images, plot_labels
 from ultralytics.utils.torch_utils import ModelEMA, cuda_device_ids, de_parallel, init_seeds, select_device
 
-MAX_BAD_STEPS = 10  # consecutive non-finite losses before training stops
+MAX_BAD_STEPS = 10  # consecutive non-finite losses/gradients before training stops (docs/reliability.md)
 CLIP_NORM = 10.0
 EVENTS = cb.EVENTS
 
@@ -68,9 +69,6 @@ class DetectionTrainer(cb.CallbackHost):
             self.resume_ckpt, self.resume_path, resume_dir = point.ckpt, point.path, point.save_dir
             LOGGER.info(f"Resuming training from {point.path} at epoch {point.ckpt['epoch'] + 2} of {self.args.epochs}")
         self.model_cfg, self.weights = model, weights
-        if self.args.batch == -1:
-            LOGGER.warning("WARNING ⚠️ batch=-1 (automatic batch size) arrives in a later release; using batch=16")
-            self.args.batch = 16
         env = dist.dist_env()
         if not env.launched and len(cuda_device_ids(self.args.device)) > 1:
             raise ConfigError(f"device={self.args.device} trains with one process per GPU (DDP): start it with "
@@ -78,7 +76,7 @@ class DetectionTrainer(cb.CallbackHost):
         self.world_size = env.world_size
         self.rank = RANK if env.distributed else -1  # the dataloader's rank: -1 = no DistributedSampler
         self.device = select_device(self.args.device, self.args.batch, local_rank=env.local_rank)
-        if self.args.batch % self.world_size:
+        if self.args.batch % self.world_size:  # batch=-1 too: automatic batch sizes are for one process
             raise ConfigError(f"batch={self.args.batch} is the global batch and must be a multiple of the "
                              f"{self.world_size} DDP processes, e.g. batch={self.world_size * 8}")
         self._owns_pg = dist.init_process_group(self.device, env) if env.distributed else False
@@ -109,9 +107,11 @@ class DetectionTrainer(cb.CallbackHost):
         self.final_metrics = self.fitness = self.best_fitness = None
         self.metrics: dict[str, float] = {}
         self.lr: dict[str, float] = {}
-        self.best_epoch, self.is_best = 0, False
+        self.best_epoch, self.is_best, self.saved_epoch = 0, False, -1  # saved_epoch: the epoch last.pt ends
         self.amp = self.stop = False
-        self.guard = StepGuard(MAX_BAD_STEPS)
+        self.guard = StepGuard(MAX_BAD_STEPS, advice=f"Usual causes: a too high lr0 (now {self.args.lr0}), AMP (try "
+                               "amp=False) or bad labels")
+        self.signals = faults.StopSignals(enabled=self.world_size == 1)  # Ctrl-C/SIGTERM stop at a batch boundary
 
     def _get_dataset(self) -> dict:
         data = check_det_dataset(self.args.data)
@@ -197,6 +197,8 @@ class DetectionTrainer(cb.CallbackHost):
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.stride = max(int(self.model.stride.max()), 32)
         self.imgsz = check_imgsz(self.args.imgsz, self.stride, square=True)
+        if self.batch_size == -1:  # DDP refused it in __init__
+            self.args.batch = self.batch_size = check_train_batch_size(self.model, self.imgsz, self.amp)
         self.model = self.wrap_model(self.model)
         rank_batch = self.batch_size // self.world_size
         with dist.rank_zero_first(self.rank):  # rank 0 writes the label cache, the others then read it
@@ -241,7 +243,7 @@ class DetectionTrainer(cb.CallbackHost):
             self.ema.updates = int(ckpt.get("updates", 0))
         self.best_fitness = ckpt.get("best_fitness")
         self.best_epoch = int(ckpt.get("best_epoch", ckpt["epoch"]))
-        self.start_epoch = int(ckpt["epoch"]) + 1
+        self.start_epoch, self.saved_epoch = int(ckpt["epoch"]) + 1, int(ckpt["epoch"])
         self.metrics = {k: v for k, v in (ckpt.get("train_metrics") or {}).items() if k != "fitness"}
         if self.main:
             self.csv.load(keep_epochs=self.start_epoch)
@@ -252,8 +254,9 @@ class DetectionTrainer(cb.CallbackHost):
         """Run the training; returns the run folder, the metrics of the final validation of best.pt (None on
         ranks > 0), the training size, the config and the final EMA model."""
         try:
-            self._setup_train()
-            self._train_epochs()
+            with self.signals:
+                self._setup_train()
+                self._train_epochs()
             if self.main:
                 self.final_eval()
                 self.run_callbacks("on_fit_epoch_end")  # as published: once more, after the final validation
@@ -262,7 +265,10 @@ class DetectionTrainer(cb.CallbackHost):
         except BaseException as e:
             if self.world_size > 1:  # rank > 0 logs warnings and errors only
                 LOGGER.error(f"DDP rank {RANK}: training stopped by {type(e).__name__}: {e}")
-            raise
+            failure = faults.on_error(self, e)  # one line: what happened, what was kept, how to resume
+            if failure is e:
+                raise
+            raise failure from e
         finally:
             if self.main:
                 self.plot_results()
@@ -323,7 +329,8 @@ class DetectionTrainer(cb.CallbackHost):
                     with torch.autocast(device_type=self.device.type, enabled=self.amp):
                         loss, items = self.model(self.preprocess_batch(batch))
                     items, finite = dist.reduce_loss_items(loss, items)  # mean over ranks; all skip or none
-                    if not self._loss_is_finite(loss, epoch, i, finite):
+                    where = f"epoch {epoch + 1} batch {i + 1}" + (" on some DDP rank" if self.world_size > 1 else "")
+                    if not self.guard.check_loss(loss, finite, where):
                         continue
                     # x world_size: DDP averages the rank gradients (see ultralytics.detection.loss.distributed_normaliser)
                     self.scaler.scale(loss * self.world_size).backward()
@@ -332,10 +339,11 @@ class DetectionTrainer(cb.CallbackHost):
                     self.optimizer_step()
                     last_opt_step = ni
                 if self.main:
-                    self._bar_update(bar, batch)
+                    bar.set_description(progress_text(self.epoch, self.epochs, self.device, self.tloss, batch))
                     if self.args.plots and ni < 3:
                         self.plot_training_samples(batch, ni)
                 self.run_callbacks("on_train_batch_end")
+                faults.check_stop(self.signals)
             self.plotter.release()
             self.lr = {f"lr/pg{j}": float(g["lr"]) for j, g in enumerate(self.optimizer.param_groups)}
             dist.broadcast_buffers(de_parallel(self.model))  # rank 0's BN statistics (the checkpoint's) on all ranks
@@ -352,6 +360,8 @@ class DetectionTrainer(cb.CallbackHost):
                     self.save_model(finished=self.stop)
             self.stop = bool(dist.broadcast_object(self.stop))  # the other ranks wait here while rank 0 validates
             self.run_callbacks("on_fit_epoch_end")
+            if not self.stop:  # a finished run just ends
+                faults.check_stop(self.signals)
             if time_up and self.main:
                 LOGGER.info(f"Time limit of {self.args.time} hours reached after epoch {epoch + 1}; stopping")
             if self.stop:
@@ -373,20 +383,6 @@ class DetectionTrainer(cb.CallbackHost):
         batch["img"] = img
         return batch
 
-    def _loss_is_finite(self, loss: torch.Tensor, epoch: int, i: int, finite: bool | None = None) -> bool:
-        """Skip a NaN/inf loss (stopping after MAX_BAD_STEPS in a row); `finite` (DDP) is the verdict over all ranks,
-        so that every rank skips the same batches."""
-        if (bool(torch.isfinite(loss).all()) if finite is None else finite):
-            self.guard.ok()
-            return True
-        where = " on some DDP rank" if self.world_size > 1 else ""
-        self._bad_step(f"non-finite loss{where} ({float(loss.detach().sum())}) at epoch {epoch + 1} batch {i + 1}")
-        return False
-
-    def _bad_step(self, what: str) -> None:
-        self.guard.bad(what, f"Try a lower lr0 (now {self.args.lr0}), amp=False, or check the labels; the last good "
-                             f"epoch is in {self.last}")
-
     @property
     def bad_steps(self) -> int:
         """Consecutive non-finite steps so far."""
@@ -398,7 +394,7 @@ class DetectionTrainer(cb.CallbackHost):
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=CLIP_NORM)
         if not self.amp and not torch.isfinite(norm):
             self.optimizer.zero_grad()
-            self._bad_step("non-finite gradient norm")
+            self.guard.bad(f"non-finite gradient norm at epoch {self.epoch + 1}")
             return
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -440,14 +436,20 @@ class DetectionTrainer(cb.CallbackHost):
                         f"results were at epoch {self.best_epoch + 1} (patience={self.args.patience})")
         return stop
 
-    def save_model(self, finished: bool = False) -> None:
-        """last.pt (atomically), best.pt when fitness improved (or at the end if none), epoch{N}.pt by save_period."""
-        ckpt = make_checkpoint(de_parallel(self.model), self.ema.ema if self.ema else None, epoch=self.epoch,
+    def checkpoint(self, epoch: int, finished: bool = False) -> dict:
+        """The training state as a checkpoint dict whose `epoch` (0-based) is the last one counted as done."""
+        ckpt = make_checkpoint(de_parallel(self.model), self.ema.ema if self.ema else None, epoch=epoch,
                                best_fitness=self.best_fitness, updates=self.ema.updates if self.ema else 0,
                                optimizer=None if finished else self.optimizer.state_dict(), train_args=vars(self.args),
                                train_metrics={**self.metrics, "fitness": self.fitness}, finished=finished)
         ckpt["best_epoch"] = self.best_epoch
+        return ckpt
+
+    def save_model(self, finished: bool = False) -> None:
+        """last.pt (atomically), best.pt when fitness improved (or at the end if none), epoch{N}.pt by save_period."""
+        ckpt = self.checkpoint(self.epoch, finished)
         atomic_save(ckpt, self.last)
+        self.saved_epoch = self.epoch
         if self.is_best or (finished and not self.best.exists()):
             atomic_save(ckpt, self.best)
         if self.args.save_period > 0 and (self.epoch + 1) % self.args.save_period == 0:
@@ -467,11 +469,6 @@ class DetectionTrainer(cb.CallbackHost):
             self.final_metrics = self.get_validator().run(model.to(self.device).float(), self.val_loader, self.device,
                                                self.data["names"], plots=self.args.plots, data=self.data)
         LOGGER.info(f"Results saved to {self.save_dir}\nWeights: {self.last} (last), {self.best} (best)")
-
-    def _bar_update(self, bar: Any, batch: dict) -> None:
-        bar.set_description(("%11s" * 2 + "%11.4g" * 5) % (
-            f"{self.epoch + 1}/{self.epochs}", memory_usage(self.device), *self.tloss.tolist(), batch["cls"].shape[0],
-            batch["img"].shape[-1]))
 
     def plot_training_samples(self, batch: dict, ni: int) -> None:
         """Queue train_batch{ni}.jpg (drawn by the plot thread from copies of the batch)."""

@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ultralytics.evaluation.ap import box_filter
-from ultralytics.utils.plotting import colour
+from ultralytics.utils.plotting import colour, save_figure
 
 __all__ = ["gaussian_smooth", "normalize_columns", "plot_confusion_matrix", "plot_mc_curve", "plot_pr_curve",
            "plot_results", "results_sigma", "RESULTS_GRID"]
@@ -44,7 +44,7 @@ def _save(fig: Figure, save_path: str | Path, tight: bool = True) -> Path:
     if not path.suffix:
         path = path.with_suffix(".png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight" if tight else None, facecolor="white")
+    save_figure(fig, path, dpi=DPI, bbox_inches="tight" if tight else None, facecolor="white")  # atomic
     return path
 
 

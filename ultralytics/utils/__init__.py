@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import yaml
 
 from ultralytics.errors import ConfigError
+from ultralytics.utils.files import is_write_failure, write_failure
 
 ROOT = Path(__file__).resolve().parents[1]  # the `ultralytics` package folder
 CFG_DIR = ROOT / "cfg"
@@ -19,6 +21,7 @@ DEFAULT_CFG_PATH = CFG_DIR / "default.yaml"
 ASSETS = ROOT / "assets" / "images"  # bundled sample images (8 COCO photos, labels in ../labels)
 RANK = int(os.getenv("RANK", -1))
 LOCAL_RANK = int(os.getenv("LOCAL_RANK", -1))
+_CHUNK = 1 << 24  # bytes per os.write call
 NUM_THREADS = min(8, max(1, (os.cpu_count() or 1) - 1))
 
 
@@ -58,20 +61,35 @@ def yaml_load(file: str | Path) -> dict:
 DEFAULT_CFG = SimpleNamespace(**yaml_load(DEFAULT_CFG_PATH))
 
 
-def write_atomic(file: str | Path, data: str | bytes) -> Path:
-    """Write `data` (text as UTF-8) to a temp file beside `file`, then os.replace it onto `file`.
+def write_atomic(file: str | Path, data: str | bytes | bytearray | memoryview) -> Path:
+    """Write `data` (text as UTF-8) to a temp file beside `file`, fsync it, then os.replace it onto `file`.
 
     Readers see the old file or the new one, never a partial write; parents are created and a failed write
-    leaves no temp file behind.
+    leaves no temp file behind. A full disk or an unwritable folder raises FileWriteError (one line: the file, the
+    free space, what was kept); other errors propagate unchanged.
     """
     file = Path(file)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    existed = file.exists()
+    view = memoryview(data.encode("utf-8") if isinstance(data, str) else data).cast("B")
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
-        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            done = 0
+            while done < len(view):  # os.write may write less than asked
+                done += os.write(fd, view[done:done + _CHUNK])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, file)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if is_write_failure(e):
+            raise write_failure(file, e, existed) from e
         raise
     return file
 

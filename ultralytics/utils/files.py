@@ -1,12 +1,55 @@
-"""File helpers of the published `ultralytics.utils.files`: numbered run paths, file age/date/size, newest run."""
+"""File helpers of the published `ultralytics.utils.files`: numbered run paths, file age/date/size, newest run; and
+the one-line report of a write that failed (disk full, read-only folder) used by every writer of a run folder."""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from datetime import datetime
 from pathlib import Path
 
+from ultralytics.errors import FileWriteError
+
 _MB = 1 << 20
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+READ_ONLY = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+
+
+def human_size(n: float) -> str:
+    """Bytes as '0 B', '512 B', '12.3 MB', '4.1 GB'."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def free_space(path: str | Path) -> str:
+    """Free space of the filesystem holding `path` (its nearest existing parent), e.g. '12.3 MB free'."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return f"{human_size(shutil.disk_usage(p).free)} free"
+    except OSError:
+        return "free space unknown"
+
+
+def is_write_failure(e: BaseException) -> bool:
+    """Whether `e` is an OSError of a full disk (ENOSPC, EDQUOT, EFBIG) or an unwritable folder (EACCES, EPERM,
+    EROFS): the failures a user fixes by freeing space or choosing another folder."""
+    return isinstance(e, OSError) and not isinstance(e, FileWriteError) and e.errno in DISK_FULL | READ_ONLY
+
+
+def write_failure(file: str | Path, e: OSError, existed: bool) -> FileWriteError:
+    """The one-line error of a failed write of `file`: the cause, the free space and what was kept (the previous
+    file unchanged, or none created; never a partial or temp file)."""
+    file = Path(file)
+    cause = "the disk is full" if e.errno in DISK_FULL else "the folder is read-only (no write permission)"
+    kept = f"the previous {file.name} is unchanged" if existed else f"{file.name} was not created"
+    return FileWriteError(f"cannot write {file}: {cause} ({free_space(file)}); {kept} and no partial file was left",
+                          errno=e.errno, filename=str(file))
 
 
 def _numbered(path: Path, sep: str, n: int) -> Path:

@@ -7,6 +7,7 @@ Also the drawing helpers of the published API: `colors`, `Annotator` and `save_o
 
 from __future__ import annotations
 
+import io
 import math
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from ultralytics.utils import LOGGER
+from ultralytics.utils import LOGGER, write_atomic
 from ultralytics.utils.files import increment_path
 from ultralytics.utils.ops import clip_boxes, xywh2xyxy, xyxy2xywh
 
@@ -86,10 +87,7 @@ def plot_images(batch: dict, fname: str | Path, names: dict[int, str] | None = N
         if name:
             cv2.putText(tile, name, (4, th - 6), cv2.FONT_HERSHEY_SIMPLEX, fs, (220, 220, 220), 1, cv2.LINE_AA)
         canvas[y0:y0 + th, x0:x0 + tw] = tile
-    fname = Path(fname)
-    fname.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(fname), canvas)
-    return fname
+    return save_image(canvas, fname)
 
 
 def plot_labels(boxes_xywhn, cls, names: dict[int, str], save_dir: str | Path) -> Path:
@@ -127,10 +125,25 @@ def plot_labels(boxes_xywhn, cls, names: dict[int, str], save_dir: str | Path) -
     ax[3].hist2d(b[:, 2], b[:, 3], bins=50, range=[[0, 1], [0, 1]], cmap="Blues")
     ax[3].set_xlabel("width")
     ax[3].set_ylabel("height")
-    out = Path(save_dir) / "labels.jpg"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    return out
+    return save_figure(fig, Path(save_dir) / "labels.jpg", dpi=100)
+
+
+def save_image(im: np.ndarray, path: str | Path) -> Path:
+    """Encode a BGR image by `path`'s suffix and write it atomically (FileWriteError when the disk is full or the
+    folder read-only; never a partial file)."""
+    path = Path(path)
+    ok, buf = cv2.imencode(path.suffix or ".jpg", im)
+    if not ok:
+        raise ValueError(f"OpenCV cannot encode an image as '{path.suffix}' for {path}")
+    return write_atomic(path, buf.tobytes())
+
+
+def save_figure(fig: Any, path: str | Path, **kwargs: Any) -> Path:
+    """Render a matplotlib Figure in memory (format from `path`'s suffix) and write it atomically, as save_image."""
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=(path.suffix[1:] or "png").lower(), **kwargs)
+    return write_atomic(path, buf.getbuffer())
 
 
 class PlotWorker:
@@ -140,7 +153,8 @@ class PlotWorker:
     Between `hold()` and `release()` (the trainer holds over each epoch's batch loop) jobs are only queued: a
     drawing thread competing with training for the GIL and the cores slowed short epochs by more than drawing
     inline did, so training batches never run next to a plot. A failing plot is logged as a warning and never
-    stops a run. `wait()` starts held jobs and blocks until every job has finished (called before a validation
+    stops a run (a full disk or read-only folder included: the warning names the file and the free space, and the
+    writers leave no partial image). `wait()` starts held jobs and blocks until every job has finished (called before a validation
     starts its loader workers and before a run returns, so the files exist when `train()`/`val()` return).
     """
 
