@@ -31,6 +31,7 @@ from ultralytics.nn.autobackend import AutoBackend
 from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_PATH, LOGGER
 from ultralytics.utils.checks import check_imgsz
 from ultralytics.utils.files import increment_path
+from ultralytics.utils.plotting import save_image
 from ultralytics.utils.ops import non_max_suppression, scale_boxes
 from ultralytics.utils.torch_utils import select_device
 
@@ -88,7 +89,8 @@ class DetectionPredictor(CallbackHost):
         a = self.args
         if not (a.save or a.save_txt or a.save_crop or a.save_frames or a.visualize):
             return None
-        d = Path(a.save_dir) if a.get("save_dir") else get_save_dir(a.project, a.name or "predict", a.exist_ok)
+        default_name = "track" if a.mode == "track" else "predict"
+        d = Path(a.save_dir) if a.get("save_dir") else get_save_dir(a.project, a.name or default_name, a.exist_ok)
         d.mkdir(parents=True, exist_ok=True)
         if a.save_txt:
             (d / "labels").mkdir(exist_ok=True)
@@ -251,12 +253,12 @@ class DetectionPredictor(CallbackHost):
         if a.save_frames and item.kind == "video":
             frames_dir = self.save_dir / f"{Path(item.path).stem}_frames"
             frames_dir.mkdir(exist_ok=True)
-            cv2.imwrite(str(frames_dir / f"{stem}.jpg"), plotted)
+            save_image(plotted, frames_dir / f"{stem}.jpg")
         if a.save:
             if item.kind == "video":
                 self._write_frame(item, plotted)
             else:
-                cv2.imwrite(str(self.save_dir / Path(item.path).name), plotted)
+                save_image(plotted, self.save_dir / Path(item.path).name)
 
     def _write_frame(self, item: SourceItem, frame: np.ndarray) -> None:
         """Append a frame to the annotated video (save_dir/<stem>.mp4, mp4v), opening it on the first frame."""

@@ -19,7 +19,7 @@ import torch
 
 from ultralytics.utils import LOGGER
 from ultralytics.utils.ops import xyxy2xywh
-from ultralytics.utils.plotting import colour
+from ultralytics.utils.plotting import colour, save_image
 
 
 def _like(x: torch.Tensor | np.ndarray, values: list[float]) -> torch.Tensor | np.ndarray:
@@ -292,7 +292,7 @@ class Results:
             folder = Path(save_dir) / self.names.get(c, str(c))
             folder.mkdir(parents=True, exist_ok=True)
             f = _numbered(folder / f"{Path(file_name).stem}.jpg")
-            cv2.imwrite(str(f), self.orig_img[y1:y2, x1:x2])
+            save_image(np.ascontiguousarray(self.orig_img[y1:y2, x1:x2]), f)
             saved.append(str(f))
         return saved
 
@@ -335,8 +335,4 @@ class Results:
 
     @staticmethod
     def _write(img: np.ndarray, filename: str | Path) -> str:
-        filename = Path(filename)
-        filename.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(filename), img):
-            raise OSError(f"could not write image '{filename}' (unknown extension or unwritable folder?)")
-        return str(filename)
+        return str(save_image(img, filename))  # atomic; one-line FileWriteError on a full disk

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from ultralytics.utils import LOGGER
+from ultralytics.utils import LOGGER, write_atomic
 
 GRID_COLUMNS = 8
 TILE = 96  # pixels per channel tile (the longer side)
@@ -52,7 +53,10 @@ def feature_visualization(x: torch.Tensor, module_type: str, stage: int, n: int 
     fmap = x[0, :n].detach().float().cpu().numpy()
     stem = f"stage{stage}_{module_type.split('.')[-1]}_features"
     png = save_dir / f"{stem}.png"
-    cv2.imwrite(str(png), tile_grid(channel_tiles(fmap)))
-    np.save(save_dir / f"{stem}.npy", fmap)
+    ok, encoded = cv2.imencode(".png", tile_grid(channel_tiles(fmap)))
+    write_atomic(png, encoded.tobytes())
+    values = io.BytesIO()
+    np.save(values, fmap)
+    write_atomic(save_dir / f"{stem}.npy", values.getvalue())
     LOGGER.debug(f"Saving {png}... ({len(fmap)}/{x.shape[1]})")
     return png

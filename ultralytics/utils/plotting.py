@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ultralytics.utils import LOGGER, write_atomic
+from ultralytics.utils.feature_maps import feature_visualization  # noqa: F401  (the published path)
 from ultralytics.utils.files import increment_path
 from ultralytics.utils.ops import clip_boxes, xywh2xyxy, xyxy2xywh
 
@@ -306,6 +307,5 @@ def save_one_box(xyxy: Any, im: np.ndarray, file: str | Path = Path("im.jpg"), g
     crop = im[y1:y2, x1:x2]
     if save:
         out = increment_path(Path(file).with_suffix(".jpg"), sep="-")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(out), np.ascontiguousarray(crop))
+        save_image(np.ascontiguousarray(crop), out)
     return crop if BGR else crop[..., ::-1]
