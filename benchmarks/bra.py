@@ -34,6 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import ultralytics.nn.modules.bra_ops as bra_ops  # noqa: E402
 from ultralytics.nn.modules.block import BiLevelRoutingAttention  # noqa: E402
 from _machine import cpu_name  # noqa: E402  (benchmarks/ is the script's folder)
 
@@ -163,6 +164,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     parser.add_argument("--positions", default="P3,P4,P5", help="comma-separated subset of P3,P4,P5")
+    parser.add_argument("--flex", choices=("auto", "on", "off"), default="auto",
+                        help="flex_attention for the plain-ops path: auto = on CUDA (then also an 'sdpa' row), on, off")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -175,17 +178,29 @@ def main() -> None:
               f"{'peak fwd+bwd MiB':>17} {'peak fwd MiB':>13}")
     print(header)
     print("-" * len(header))
-    modes = [None] + ([torch.float16] if device.type == "cuda" else [])
+    modes = [None] + ([torch.float16, torch.bfloat16] if device.type == "cuda" else [])
+    bra_ops.USE_FLEX = {"auto": "auto", "on": True, "off": False}[args.flex]
+
+    def gather_sdpa(mod: torch.nn.Module, inp: torch.Tensor) -> torch.Tensor:
+        """The plain-ops path with the gathered keys/values and SDPA (no flex_attention)."""
+        flex, bra_ops.USE_FLEX = bra_ops.USE_FLEX, False
+        try:
+            return mod(inp)
+        finally:
+            bra_ops.USE_FLEX = flex
+
     for c, hh, ww in (POSITIONS[p.strip()] for p in args.positions.split(",")):
         for autocast in modes:
             torch.manual_seed(0)
             m = BiLevelRoutingAttention(c).to(device)
             x = torch.randn(args.batch, c, hh, ww, device=device, requires_grad=True)
             grad = torch.randn(args.batch, c, hh, ww, device=device)
-            rows = measure({"ref": reference_bra, "fast": lambda mod, inp: mod(inp)}, m, x, grad, device,
-                           args.repeats, autocast)
+            impls = {"ref": reference_bra, "fast": lambda mod, inp: mod(inp)}
+            if device.type == "cuda" and bra_ops.USE_FLEX is not False:  # 'fast' is flex_attention there
+                impls["sdpa"] = gather_sdpa
+            rows = measure(impls, m, x, grad, device, args.repeats, autocast)
             pos = f"({args.batch},{c},{hh},{ww})"
-            dt = "fp16" if autocast else "fp32"
+            dt = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(autocast, "fp32")
             for name, r in rows.items():
                 print(f"{pos:<20} {dt:<6} {name:<5} {r['fb_med']:>11.1f} ({r['fb_min']:>6.1f}) "
                       f"{r['f_med']:>9.1f} ({r['f_min']:>6.1f}) {r['fb_mem']:>17.0f} {r['f_mem']:>13.0f}")

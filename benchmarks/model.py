@@ -2,10 +2,11 @@
 `reference_bra` swapped into its three BRA modules, on the same inputs.
 
     python benchmarks/model.py                         # CPU: inference 640 at batch 1 and 8; train step batch 2 at 320
-    python benchmarks/model.py --device 0              # CUDA: train step batch 8 at 640 by default
+    python benchmarks/model.py --device 0 --amp bf16    # CUDA: train step batch 16 at 640 by default
     python benchmarks/model.py --imgsz 640 --batch 8 --repeats 3   # the train step's size
 
-Inference: eval mode, Conv+BN fused (`--no-fuse` to keep BN), torch.inference_mode, median (min) of
+Inference: eval mode, Conv+BN fused (`--no-fuse` to keep BN) and, in our BiFormer model, each BRA's output Linear
+folded into the next layer's 1×1 conv (`fold_bra_output_projections`; `--no-fold` keeps it), torch.inference_mode, median (min) of
 `--repeats` runs after one warm-up, the models taking turns within each repeat. Training step: train mode, forward + backward of a proxy loss (sum of
 squares of the three raw head maps; the detection loss costs the same for every model), gradients zeroed
 between steps.
@@ -29,12 +30,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bra import load_reference, machine, timed  # noqa: E402
 
-from ultralytics.nn.modules.block import BiLevelRoutingAttention  # noqa: E402
+from ultralytics.nn.modules.block import BiLevelRoutingAttention, fold_bra_output_projections  # noqa: E402
 from ultralytics.nn.tasks import DetectionModel  # noqa: E402
 
 
 def build(name: str, device: torch.device) -> torch.nn.Module:
-    """'yolov8n', 'biformer' or 'biformer-ref' (reference_bra in every BRA module)."""
+    """'yolov8n', 'biformer' / 'biformer-nofold' (ours) or 'biformer-ref' (reference_bra in every BRA module)."""
     torch.manual_seed(0)
     with contextlib.redirect_stdout(None):
         model = DetectionModel("yolov8n.yaml" if name == "yolov8n" else "yolov8n_BiFormer.yaml", verbose=False)
@@ -52,19 +53,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--infer-batches", default="1,8", help="comma-separated inference batch sizes (at 640)")
     parser.add_argument("--imgsz", type=int, default=0, help="train-step image size (default 640 CUDA, 320 CPU)")
-    parser.add_argument("--batch", type=int, default=0, help="train-step batch (default 8 CUDA, 2 CPU)")
+    parser.add_argument("--batch", type=int, default=0, help="train-step batch (default 16 CUDA, 2 CPU)")
     parser.add_argument("--no-fuse", action="store_true", help="keep BatchNorm layers at inference")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
+    parser.add_argument("--no-fold", action="store_true", help="keep BRA's wo Linear at inference")
+    parser.add_argument("--no-train", action="store_true", help="skip the train-step measurement")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every model for inference (optional)")
+    parser.add_argument("--amp", choices=("fp32", "fp16", "bf16"), default="fp32", help="autocast dtype (CUDA)")
+    parser.add_argument("--models", default="yolov8n,biformer,biformer-ref", help="comma-separated: yolov8n, biformer, biformer-ref, biformer-nofold")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu" if args.device == "cpu" else f"cuda:{args.device}".replace("cuda:cuda", "cuda"))
     cuda = device.type == "cuda"
-    imgsz, batch = args.imgsz or (640 if cuda else 320), args.batch or (8 if cuda else 2)
-    names = ("yolov8n", "biformer", "biformer-ref")
-    labels = {"yolov8n": "yolov8n", "biformer": "yolov8_BiFormer-n (fast BRA)", "biformer-ref": "yolov8_BiFormer-n (reference_bra)"}
+    imgsz, batch = args.imgsz or (640 if cuda else 320), args.batch or (16 if cuda else 2)
+    names = tuple(args.models.split(","))
+    amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.amp)
+    amp = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
+    labels = {"yolov8n": "yolov8n", "biformer": "yolov8_BiFormer-n (fast BRA)", "biformer-ref": "yolov8_BiFormer-n (reference_bra)",
+              "biformer-nofold": "yolov8_BiFormer-n (fast, wo kept)"}
     print(machine(device))
-    print(f"times: median (min) of {args.repeats} runs, ms; inference {'un' if args.no_fuse else ''}fused, fp32")
+    print(f"times: median (min) of {args.repeats} runs, ms; inference {'un' if args.no_fuse else ''}fused"
+          f"{'' if args.no_fold or args.no_fuse else ' (BRA wo folded)'}{', compiled' if args.compile else ''}, {args.amp}")
 
     def compare(what: str, models: dict[str, torch.nn.Module], fn: Callable[[torch.nn.Module], None]) -> None:
         """Time fn(model) for every model, the models taking turns (alternating order) in each repeat."""
@@ -85,9 +95,13 @@ def main() -> None:
             for model in models.values():
                 with contextlib.redirect_stdout(None):
                     model.fuse(verbose=False)
+            if "biformer" in models and not args.no_fold:
+                fold_bra_output_projections(models["biformer"].model)
+        if args.compile:
+            models = {name: torch.compile(model) for name, model in models.items()}
 
         def infer(model: torch.nn.Module, x: torch.Tensor = x) -> None:
-            with torch.inference_mode():
+            with torch.inference_mode(), amp():
                 model(x)
 
         compare(f"inference 640 batch {b}", models, infer)
@@ -96,18 +110,24 @@ def main() -> None:
 
     def step(model: torch.nn.Module) -> None:
         model.zero_grad(set_to_none=True)
-        sum(o.float().square().mean() for o in model(x)).backward()
+        with amp():
+            loss = sum(o.float().square().mean() for o in model(x))
+        loss.backward()
 
-    compare(f"train step {imgsz} batch {batch}", {name: build(name, device).train() for name in names}, step)
+    if not args.no_train:
+        compare(f"train step {imgsz} batch {batch}", {name: build(name, device).train() for name in names}, step)
 
     print(f"{'measurement':<24} {'model':<34} {'ms':>20} {'vs yolov8n':>11} {'ref/fast':>9}")
     print("-" * 102)
     by_key = {(r[0], r[1]): r for r in rows}
     for what, name, med, mn in rows:
-        base = by_key[(what, "yolov8n")][2]
-        fast = by_key[(what, "biformer")][2]
+        base = by_key.get((what, "yolov8n"), (0, 0, float("nan")))[2]
+        fast = by_key.get((what, "biformer"), (0, 0, float("nan")))[2]
         ratio = f"{med / fast:.2f}×" if name == "biformer-ref" else ""
         print(f"{what:<24} {labels[name]:<34} {med:>11.1f} ({mn:>6.1f}) {med / base:>10.2f}× {ratio:>9}")
+    if ("inference 640 batch 1", "biformer") in by_key and ("inference 640 batch 1", "yolov8n") in by_key:
+        r = by_key[("inference 640 batch 1", "biformer")][2] / by_key[("inference 640 batch 1", "yolov8n")][2]
+        print(f"fused latency ratio at 640, batch 1: yolov8_BiFormer-n / yolov8n = {r:.2f}× (goal ≤ 1.8×)")
 
 
 if __name__ == "__main__":

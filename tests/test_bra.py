@@ -7,6 +7,7 @@ import inspect
 import pickle
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -341,3 +342,146 @@ def test_biformer_gflops_include_the_three_bras():
     bras = sum(bra_flops(c, s, s) for c, s in ((192, 80), (192, 40), (384, 20))) / 1e9
     assert biformer - plain >= bras - 1e-6
     assert biformer - plain == pytest.approx(bras, rel=1e-6)  # the BRAs are the only difference
+
+
+# ---------------------------------------------------------------------------------------------
+# forward(x, ret_attn_mask=True): the article's (out, r_weight, r_idx, attn_weight)
+# ---------------------------------------------------------------------------------------------
+
+
+class _Capture(torch.overrides.TorchFunctionMode):
+    """Records the results of torch.topk and torch.softmax calls (reference_bra's routing and attention)."""
+
+    def __init__(self):
+        super().__init__()
+        self.topk, self.softmax = [], []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is torch.topk:
+            self.topk.append(out)
+        elif func is torch.softmax:
+            self.softmax.append(out)
+        return out
+
+
+def reference_with_mask(m, x):
+    """reference_bra's output and its intermediates as the article's module returns them:
+    r_weight = softmax of the top-k logits, r_idx = the top-k indices, attn_weight = the token softmax."""
+    with _Capture() as cap:
+        out = reference_bra(m, x)
+    (_, r_idx), = cap.topk
+    r_weight, attn_weight = cap.softmax
+    return out, r_weight, r_idx, attn_weight
+
+
+@pytest.mark.parametrize("case", ["divisible-b3", "not-divisible-b1", "smaller-than-n_win", "qk_dim", "soft",
+                                  "ada_avgpool", "qkv-no-lepe"])
+def test_ret_attn_mask_matches_article_outputs(case, path):
+    kwargs, shape = CASES[case]
+    m = make(**kwargs)
+    torch.manual_seed(5)
+    x = torch.randn(shape)
+    got = m(x, ret_attn_mask=True)
+    ref = reference_with_mask(m, x)
+    assert len(got) == 4
+    n, p2, k = shape[0], m.n_win ** 2, m.topk
+    assert got[1].shape == got[2].shape == (n, p2, k)
+    assert got[2].dtype == torch.int64
+    assert got[3].shape == ref[3].shape and got[3].shape[:2] == (n * p2, m.num_heads)
+    assert torch.equal(got[2], ref[2]), f"{case}: r_idx differs"
+    for name, a, b in zip(("out", "r_weight", "r_idx", "attn_weight"), got, ref):
+        assert_matches(a.float(), b.float(), f"{case} / {path}: {name}")
+    torch.testing.assert_close(got[3].sum(-1), torch.ones_like(got[3][..., 0]))  # probabilities
+    assert_matches(got[0], m(x), f"{case}: out with and without ret_attn_mask")
+
+
+def test_ret_attn_mask_outputs_are_differentiable(path):
+    m = make(dim=16, n_win=3, num_heads=2, topk=2)
+    x = torch.randn(1, 16, 9, 9, requires_grad=True)
+    out, r_weight, r_idx, attn = m(x, ret_attn_mask=True)
+    (out.square().sum() + attn.square().sum()).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert not r_weight.requires_grad  # routing is detached without diff_routing, as in the article
+
+
+# ---------------------------------------------------------------------------------------------
+# flex_attention (CUDA path): exact against gather + SDPA; checked here with the eager CPU flex
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kwargs", "shape"), [
+    (dict(dim=32, n_win=7, num_heads=4), (2, 32, 15, 17)),
+    (dict(dim=32, n_win=3, num_heads=4, qk_dim=16, topk=3), (2, 32, 11, 9)),
+    (dict(dim=64, n_win=2, num_heads=8, topk=1), (1, 64, 24, 24)),  # 144-token blocks
+])
+def test_flex_attention_path_matches_gather_sdpa(kwargs, shape, monkeypatch):
+    if bra_ops.flex_attention is None:
+        pytest.skip("torch without flex_attention")
+    monkeypatch.setattr(bra_ops, "CPU_KERNELS", False)
+    m = make(**kwargs)
+    torch.manual_seed(6)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        monkeypatch.setattr(bra_ops, "USE_FLEX", False)
+        expected = m(x)
+        monkeypatch.setattr(bra_ops, "USE_FLEX", True)
+        calls = []
+        real = bra_ops._flex
+        monkeypatch.setattr(bra_ops, "_flex", lambda *a: calls.append(1) or real(*a))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # eager flex_attention warns that it is not compiled
+            got = m(x)
+    assert calls, "the flex path did not run"
+    assert_matches(got, expected, "flex vs gather+SDPA")
+    assert_matches(got, reference_bra(m, x).detach(), "flex vs reference")
+
+
+def test_routing_block_mask_blocks_are_the_routed_regions():
+    if bra_ops.flex_attention is None:
+        pytest.skip("torch without flex_attention")
+    index = torch.tensor([[[2, 0], [1, 3], [3, 2], [0, 1]]])  # 1 image, 4 regions, topk 2
+    mask = bra_ops.routing_block_mask(index, tokens=5)
+    assert mask.BLOCK_SIZE == (5, 5) and mask.shape[-2:] == (20, 20)
+    dense = mask.to_dense()[0, 0].bool()  # (query blocks, key blocks)
+    expected = torch.zeros(4, 4, dtype=torch.bool).scatter_(1, index[0], True)
+    assert torch.equal(dense, expected)
+    q, kv = torch.tensor([7]), torch.tensor([16])  # token 7 is in region 1, token 16 in region 3 (routed)
+    assert bool(mask.mask_mod(torch.tensor(0), torch.tensor(0), q, kv))
+    assert not bool(mask.mask_mod(torch.tensor(0), torch.tensor(0), q, torch.tensor(0)))
+
+
+def test_cpu_default_uses_no_flex_and_no_flex_with_grad(monkeypatch):
+    m = make(dim=16, n_win=3, num_heads=2, topk=2)
+    x = torch.randn(1, 16, 9, 9)
+    assert not bra_ops._use_flex(m, x)  # 'auto' means CUDA only
+    monkeypatch.setattr(bra_ops, "USE_FLEX", True)
+    with torch.enable_grad():
+        assert not bra_ops._use_flex(m, x)  # flex has no CPU backward
+    with torch.no_grad():
+        assert bra_ops._use_flex(m, x)
+        assert not bra_ops._use_flex(make(dim=16, n_win=3, num_heads=2, topk=2, soft_routing=True), x)
+
+
+# ---------------------------------------------------------------------------------------------
+# n_win versus input size: one warning when padding exceeds a quarter of the tokens
+# ---------------------------------------------------------------------------------------------
+
+
+def test_padding_warning_once_per_size(monkeypatch):
+    from ultralytics.nn.modules import block
+
+    monkeypatch.setattr(block, "_PADDING_WARNED", set())
+    messages = []
+    monkeypatch.setattr(block.LOGGER, "warning", lambda msg, *a, **k: messages.append(msg))
+    m = BiLevelRoutingAttention(32, n_win=7, num_heads=4)
+    m(torch.randn(1, 32, 10, 10))  # 10 → 14: 49 % padding
+    m(torch.randn(1, 32, 10, 10))
+    assert len(messages) == 1 and "10×10 input is padded to 14×14, 49%" in messages[0] and "n_win" in messages[0]
+    m(torch.randn(1, 32, 12, 12))  # 12 → 14: 27 % padding
+    assert len(messages) == 2 and "27%" in messages[1]
+    m(torch.randn(1, 32, 13, 13))  # 13 → 14: 14 % padding, no warning
+    m(torch.randn(1, 32, 14, 14))
+    with block.quiet_padding_warnings():
+        m(torch.randn(1, 32, 5, 5))
+    assert len(messages) == 2

@@ -166,3 +166,13 @@ def test_predict_visualize_writes_a_folder_per_image(model: YOLO, tmp_path: Path
     r = model.predict(str(img), visualize=True, imgsz=160, project=str(tmp_path), name="vis", verbose=False)
     folder = Path(r[0].save_dir) / img.stem
     assert folder.is_dir() and len(list(folder.glob("stage*_features.png"))) == len(model.model.model) - 1
+
+
+def test_visualize_adds_a_routing_map_per_bra_layer(tmp_path: Path) -> None:
+    m = DetectionModel("yolov8n_BiFormer.yaml", verbose=False).eval()
+    with torch.no_grad():
+        m.predict(torch.rand(1, 3, 224, 224), visualize=tmp_path)
+    bra_layers = [layer.i for layer in m.model if type(layer).__name__ == "BiLevelRoutingAttention"]
+    routing = sorted(p.name for p in tmp_path.glob("*_routing.png"))
+    assert routing == sorted(f"stage{i}_BiLevelRoutingAttention_routing.png" for i in bra_layers) and routing
+    assert all(cv2.imread(str(tmp_path / name)) is not None for name in routing)

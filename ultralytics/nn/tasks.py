@@ -17,10 +17,11 @@ from ultralytics.cfg import DEFAULT_MODEL
 from ultralytics.detection.loss import DetectionLoss
 from ultralytics.errors import MissingFileError, ModelConfigError, UnsupportedError
 from ultralytics.nn.modules import (C1, C2, C3, CBAM, SPP, SPPF, BiFormerBlock, BiLevelRoutingAttention, Bottleneck,
-                                    BottleneckCSP, C2f_BiFormer,
-                                    C2f, C3Ghost, C3TR, C3x, ChannelAttention, Concat, Conv, Conv2, ConvTranspose,
-                                    Detect, DWConv, DWConvTranspose2d, Focus, GhostBottleneck, GhostConv, RepConv,
-                                    SpatialAttention, TransformerBlock)
+                                    BottleneckCSP, C2f, C2f_BiFormer, C3Ghost, C3TR, C3x, ChannelAttention, Concat, Conv,
+                                    Conv2, ConvTranspose, Detect, DWConv, DWConvTranspose2d, Focus, GhostBottleneck,
+                                    GhostConv, RepConv, SpatialAttention, TransformerBlock, quiet_padding_warnings)
+from ultralytics.nn.modules.block import fold_bra_output_projections
+from ultralytics.nn.routing import save_routing_map
 from ultralytics.nn.tta import predict_augmented
 from ultralytics.utils import CFG_DIR, LOGGER, yaml_load
 from ultralytics.utils.feature_maps import feature_visualization
@@ -319,7 +320,7 @@ class DetectionModel(nn.Module):
         """Strides of the head's inputs from a dry run at s×s (eval mode, no grad: BN statistics untouched)."""
         was_training = self.training
         self.eval()
-        with torch.no_grad():
+        with torch.no_grad(), quiet_padding_warnings():  # n_win padding at this small size says nothing of real use
             _, raw = self._predict_once(torch.zeros(1, ch, s, s))
         self.train(was_training)
         head.stride = torch.tensor([s / x.shape[-2] for x in raw])
@@ -357,9 +358,12 @@ class DetectionModel(nn.Module):
         costs: list[tuple[float, float, int, str]] = []
         vis_dir = (Path("runs/detect/visualize") if visualize is True else Path(visualize)) if visualize else None
         last_embed, pooled = (max(embed), []) if embed else (None, [])
+        image = x
         for m in self.model:
             if m.f != -1:
                 x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+            if vis_dir is not None and _has_bra(m):  # which regions each query region attends to (nn/routing.py)
+                save_routing_map(m, x, image, m.i, vis_dir)
             if profile:
                 ms, gflops = module_cost(m, x)
                 costs.append((ms, gflops, sum(p.numel() for p in m.parameters()), m.type))
@@ -384,8 +388,9 @@ class DetectionModel(nn.Module):
         return self.criterion(preds, batch)
 
     def fuse(self, verbose: bool = True) -> DetectionModel:
-        """Merge the parallel branches of RepConv / Conv2 into one convolution and fold the BatchNorm of every conv
-        block (Conv, Conv2, ...) into its convolution (inference speed-up; outputs unchanged)."""
+        """Merge the parallel branches of RepConv / Conv2 into one convolution, fold the BatchNorm of every conv
+        block (Conv, Conv2, ...) into its convolution and each BRA's output projection into the next 1×1 conv
+        (inference speed-up; outputs unchanged up to float rounding)."""
         for m in list(self.model.modules()):
             merge = getattr(m, "fuse_convs", None) or getattr(m, "merge_branches", None)
             if callable(merge):
@@ -395,6 +400,8 @@ class DetectionModel(nn.Module):
                 m.conv = fuse_conv_and_bn(m.conv, m.bn)
                 delattr(m, "bn")
                 m.forward = m.forward_fuse
+        with torch.no_grad():
+            fold_bra_output_projections(self.model)  # each BRA's `wo` into the next layer's 1×1 conv
         if verbose:
             self.info()
         return self
@@ -415,6 +422,10 @@ def _init_weights(model: nn.Module) -> None:
             m.momentum = 0.03
         elif isinstance(m, (nn.Hardswish, nn.LeakyReLU, nn.ReLU, nn.ReLU6, nn.SiLU)):
             m.inplace = True
+
+
+def _has_bra(layer: nn.Module) -> bool:
+    return any(isinstance(m, BiLevelRoutingAttention) for m in layer.modules())
 
 
 def _log_costs(costs: list[tuple[float, float, int, str]]) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 import torch.nn as nn
 
 from ultralytics.errors import ModelConfigError, UnsupportedError
+from ultralytics.utils import LOGGER
 
 from .bra_ops import KV_DOWNSAMPLE_MODES, bra_attention
 from .conv import Conv
@@ -20,6 +24,7 @@ __all__ = [
     "QKVLinear",
     "ZeroLePE",
     "BiLevelRoutingAttention",
+    "quiet_padding_warnings",
 ]
 
 
@@ -242,5 +247,75 @@ class BiLevelRoutingAttention(nn.Module):
         return (f"dim={self.dim}, n_win={self.n_win}, num_heads={self.num_heads}, qk_dim={self.qk_dim}, "
                 f"topk={self.topk}, kv_downsample_mode={self.kv_downsample_mode!r}")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return bra_attention(self, x)
+    def forward(self, x: torch.Tensor, ret_attn_mask: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(N, dim, H, W) → same; with `ret_attn_mask` the article's (out, r_weight, r_idx, attn_weight)."""
+        if x.dim() == 4 and isinstance(x.shape[-1], int) and not torch.jit.is_tracing():
+            self._warn_padding(x.shape[-2], x.shape[-1])
+        return bra_attention(self, x, ret_attn_mask)
+
+    def _warn_padding(self, hh: int, ww: int) -> None:
+        """Warn once per (n_win, input size) when padding to multiples of n_win makes over a quarter of the tokens."""
+        s = self.n_win
+        hp, wp = -(-hh // s) * s, -(-ww // s) * s
+        share = 1 - hh * ww / (hp * wp)
+        if share > 0.25 and not _PADDING_QUIET and (s, hh, ww) not in _PADDING_WARNED:
+            _PADDING_WARNED.add((s, hh, ww))
+            LOGGER.warning(f"WARNING ⚠️ BiLevelRoutingAttention(n_win={s}): a {hh}×{ww} input is padded to {hp}×{wp}, "
+                           f"{share:.0%} of the tokens are padding; use an n_win that divides the feature map side "
+                           "(imgsz / stride) at this imgsz, see docs/bra.md")
+
+
+_PADDING_WARNED: set[tuple[int, int, int]] = set()  # (n_win, H, W) already warned about
+_PADDING_QUIET: list[bool] = []  # non-empty inside `quiet_padding_warnings()`
+
+
+@contextlib.contextmanager
+def quiet_padding_warnings() -> Iterator[None]:
+    """No n_win padding warnings inside (e.g. a model's stride dry run at a small size)."""
+    _PADDING_QUIET.append(True)
+    try:
+        yield
+    finally:
+        _PADDING_QUIET.pop()
+
+
+def _first_pointwise_conv(layer: nn.Module) -> nn.Conv2d | None:
+    """The 1×1 conv a layer applies first to its whole input (C2f / C3-like `cv1`, or a 1×1 Conv), if any."""
+    first = getattr(layer, "cv1", None) if isinstance(layer, (C2f, C3)) else layer
+    conv = getattr(first, "conv", None) if isinstance(first, Conv) else None
+    if isinstance(layer, C3):
+        return None  # C3 feeds its input to cv1 and cv2: both would need the fold
+    if isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.groups == 1 \
+            and conv.padding == (0, 0):
+        return conv
+    return None
+
+
+@torch.no_grad()
+def fold_bra_output_projections(layers: nn.Sequential) -> int:
+    """Fold each BRA's output Linear `wo` into the 1×1 conv that the next layer applies first; returns how many.
+
+    For `layers` of a model (each with `.f`, the index of its input layers): a BRA layer whose output only feeds the
+    next layer, when that layer starts with a 1×1 conv W (C2f/C3 `cv1`, or a 1×1 Conv), becomes BRA-without-wo and
+    W' = W·Wo, b' = W·bo + b. Exact up to float rounding (inference; call after BatchNorm fusion).
+    """
+    folded = 0
+    for i, m in enumerate(layers[:-1]):
+        if not isinstance(m, BiLevelRoutingAttention) or not isinstance(m.wo, nn.Linear):
+            continue
+        users = [j for j, n in enumerate(layers) if j != i + 1 and i in (n.f if isinstance(n.f, list) else [n.f])]
+        nxt = layers[i + 1]
+        conv = _first_pointwise_conv(nxt) if nxt.f in (-1, i) and not users else None
+        if conv is None:
+            continue
+        w = conv.weight.view(conv.out_channels, -1)
+        bias = w @ m.wo.bias + (conv.bias if conv.bias is not None else 0)
+        conv.weight.copy_((w @ m.wo.weight).view_as(conv.weight))
+        if conv.bias is None:
+            conv.bias = nn.Parameter(bias)
+        else:
+            conv.bias.copy_(bias)
+        m.wo = nn.Identity()
+        folded += 1
+    return folded

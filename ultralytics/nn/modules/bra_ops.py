@@ -6,22 +6,28 @@ output projection work on that layout, and one copy turns the result back into a
 
 Two executions of the same computation (docs/bra.md explains both and why they are exact):
 
-* CPU (`_bra_cpu`): q, k, v as three contiguous tensors; the routed key/value regions are gathered a
-  chunk of query regions at a time and fed to PyTorch's fused CPU attention kernel, whose backward is
-  called directly with the saved output and log-sum-exp (`_RoutedAttention`). Nothing of the size of
-  the top-k-expanded keys/values outlives a chunk, the LePE gradient lands directly in dv, and LePE's
-  depth-wise conv runs on a channels_last image, where it is fastest.
+* CPU (`_bra_cpu`): q, k, v as three contiguous tensors; the routed key/value regions gathered a chunk of query
+  regions at a time for PyTorch's fused CPU attention kernel, whose backward is called with the saved output and
+  log-sum-exp (`_RoutedAttention`); LePE on a channels_last image.
 * Everywhere else (CUDA, tracing, ONNX export, torch.compile, qk_dim != dim): plain tensor ops, one
-  `index_select` of the keys and values, and `F.scaled_dot_product_attention`.
+  `index_select` of the keys and values and `F.scaled_dot_product_attention` — or, on CUDA, no gather at all:
+  `flex_attention` with a `BlockMask` built from the routing (block = one region's tokens).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import warnings
+
 import torch
 import torch.nn.functional as F
 from torch.autograd import Function
+
+try:  # block-sparse attention (torch >= 2.5)
+    from torch.nn.attention.flex_attention import BlockMask, flex_attention
+except ImportError:  # pragma: no cover
+    BlockMask = flex_attention = None
 
 if TYPE_CHECKING:  # pragma: no cover
     from .block import BiLevelRoutingAttention, TopkRouting
@@ -195,13 +201,17 @@ def route(router: TopkRouting, q_win: torch.Tensor, k_win: torch.Tensor, topk: i
 
 
 def _route_regions(m: BiLevelRoutingAttention, q: torch.Tensor, k: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean query/key (R, T, qk) of every region → routing (weights, global region rows), each (R, topk)."""
+    """Mean query/key (R, T, qk) of every region → the article's (r_weight, r_idx), each (N, p², topk)."""
     p2 = m.n_win * m.n_win
     with torch.set_grad_enabled(m.router.diff_routing and torch.is_grad_enabled()):
         q_win, k_win = q.mean(1).view(n, p2, -1), k.mean(1).view(n, p2, -1)
-    weight, index = route(m.router, q_win, k_win, m.topk)
-    index = index + torch.arange(n, device=index.device).view(n, 1, 1) * p2
-    return weight.view(n * p2, -1), index.view(n * p2, -1)
+    return route(m.router, q_win, k_win, m.topk)
+
+
+def _rows(index: torch.Tensor) -> torch.Tensor:
+    """Per-image region indices (N, p², topk) → rows of the region-major batch (N·p², topk)."""
+    n, p2, topk = index.shape
+    return (index + torch.arange(n, device=index.device).view(n, 1, 1) * p2).view(n * p2, topk)
 
 
 def _downsample_kv(kv_down: torch.nn.Module, kv: torch.Tensor, h: int, w: int) -> torch.Tensor:
@@ -258,14 +268,10 @@ def _image_as_regions(img: torch.Tensor, n_win: int, h: int, w: int) -> torch.Te
 class _RoutedAttention(Function):
     """Every query region attends, per head, to the key/value tokens of its routed regions (CPU kernels).
 
-    Inputs: `q` (R, T, qk), `k` (R, T', qk), `v` (R, T', dim) per region (T' < T when down-sampled);
-    `index` (R, topk) routed region rows; `weight` (R, topk) soft-routing weights or None; `geometry`
-    (N, n_win, h, w) to also return `v` as a channels_last image for LePE, or None.
-    Returns (out (R, T, dim), the values image or an empty tensor).
-
-    The keys/values are gathered a chunk of query regions at a time (`CHUNK_ELEMENTS`), attended with the
-    fused CPU kernel, and dropped; only the output and its log-sum-exp are kept. The backward gathers
-    again, calls the kernel's backward with them and adds dk, dv back into the routed regions' rows.
+    q (R, T, qk), k (R, T', qk), v (R, T', dim) per region; index (R, topk) routed rows; weight (R, topk) soft-routing
+    weights or None; geometry (N, n_win, h, w) to also return v as a channels_last image for LePE, or None. Returns
+    (out (R, T, dim), the values image or an empty tensor). Keys/values are gathered a chunk of query regions at a
+    time and dropped (only out and its log-sum-exp are kept); the backward gathers again and index_adds dk, dv.
     """
 
     @staticmethod
@@ -329,6 +335,79 @@ class _RoutedAttention(Function):
         return dq, dk, dv, None, dweight, None, None, None
 
 
+def attention_weights(q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor, weight: torch.Tensor | None,
+                      heads: int, scale: float) -> torch.Tensor:
+    """The article's `attn_weight` (R, heads, T, topk·T'): softmax((q·scale) @ k_selᵀ) of q (R, T, qk) over the keys
+    of k (R, T', qk) in the routed `rows` (R, topk), scaled by soft-routing `weight` (R, topk) or None."""
+    topk = rows.shape[1]
+    k_sel = _scaled(_gather(k, rows.reshape(-1), topk), weight, False)
+    return torch.softmax((_heads(q, heads) * scale) @ _heads(k_sel, heads).transpose(-2, -1), dim=-1)
+
+
+def routing_block_mask(index: torch.Tensor, tokens: int) -> BlockMask:
+    """BRA as a `BlockMask` over each image's region-major sequence of p²·`tokens` tokens.
+
+    Query block r (region r's tokens) sees the key blocks `index[:, r]` (N, p², topk): the block table gives the
+    sparsity, `mask_mod` repeats it per token (so the compiled kernels and the eager one agree).
+    """
+    n, p2, topk = index.shape
+    routed = torch.zeros(n, p2, p2, dtype=torch.bool, device=index.device)
+    routed.scatter_(2, index, True)
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return routed[b, q_idx // tokens, kv_idx // tokens]
+
+    kv_indices = torch.zeros(n, 1, p2, p2, dtype=torch.int32, device=index.device)
+    kv_indices[..., :topk] = index.sort(-1).values.view(n, 1, p2, topk).to(torch.int32)
+    num = torch.full((n, 1, p2), topk, dtype=torch.int32, device=index.device)
+    return BlockMask.from_kv_blocks(num, kv_indices, BLOCK_SIZE=tokens, mask_mod=mask_mod,
+                                    seq_lengths=(p2 * tokens, p2 * tokens))
+
+
+USE_FLEX: bool | str = "auto"  # 'auto': flex_attention on CUDA; True: wherever the plain-ops path runs; False: never
+_FLEX_COMPILED: list = []  # torch.compile(flex_attention), built on first CUDA use
+
+
+def _use_flex(m: BiLevelRoutingAttention, x: torch.Tensor) -> bool:
+    """Whether the plain-ops path attends with flex_attention (identity kv and hard routing only)."""
+    if flex_attention is None or USE_FLEX is False or (USE_FLEX == "auto" and x.device.type != "cuda"):
+        return False
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+        return False
+    no_backward = x.device.type == "cpu" and torch.is_grad_enabled()  # flex has no CPU backward
+    return isinstance(m.kv_down, torch.nn.Identity) and not m.soft_routing and not no_backward
+
+
+def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: torch.Tensor, heads: int,
+          scale: float) -> torch.Tensor:
+    """Token attention of (R, T, ·) region tensors with flex_attention and the routing BlockMask → (R, T, dim)."""
+    n, (r, t) = index.shape[0], q.shape[:2]
+
+    def seq(a: torch.Tensor) -> torch.Tensor:  # (N·p², T, c) → (N, heads, p²·T, c/heads)
+        return a.reshape(n, r // n * t, a.shape[-1]).unflatten(-1, (heads, -1)).transpose(1, 2)
+
+    if q.device.type == "cuda" and not _FLEX_COMPILED:  # eager flex materialises the scores; compiled is block-sparse
+        _FLEX_COMPILED.append(torch.compile(flex_attention, dynamic=False))
+    fn = _FLEX_COMPILED[0] if q.device.type == "cuda" else flex_attention
+    out = fn(seq(q), seq(k), seq(v), block_mask=routing_block_mask(index, t), scale=scale)
+    return out.transpose(1, 2).reshape(r, t, v.shape[-1])
+
+
+def _flex_or_none(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: torch.Tensor, heads: int,
+                  scale: float) -> torch.Tensor | None:
+    """`_flex`, or None (and the gather + SDPA path from then on) where flex fails on this GPU/torch."""
+    global USE_FLEX
+    try:
+        return _flex(q, k, v, index, heads, scale)
+    except Exception as e:  # noqa: BLE001 (compile/kernel errors of an untested CUDA setup have no common class)
+        if q.device.type != "cuda":
+            raise
+        USE_FLEX = False
+        warnings.warn(f"BiLevelRoutingAttention: flex_attention failed ({type(e).__name__}: {e}); "
+                      "using gather + SDPA instead", stacklevel=2)
+        return None
+
+
 def _use_cpu_kernels(x: torch.Tensor) -> bool:
     """Whether the CPU path applies: CPU tensors, the fused kernels present, and no tracing/export/compile."""
     if not CPU_KERNELS or x.device.type != "cpu" or _FLASH_FWD is None or _FLASH_BWD is None:
@@ -341,7 +420,8 @@ def _use_cpu_kernels(x: torch.Tensor) -> bool:
 CPU_KERNELS = True  # set False to run the plain-ops path on CPU too (tests compare both)
 
 
-def _bra_cpu(m: BiLevelRoutingAttention, x: torch.Tensor, hh: int, ww: int, h: int, w: int) -> torch.Tensor:
+def _bra_cpu(m: BiLevelRoutingAttention, x: torch.Tensor, hh: int, ww: int, h: int, w: int,
+             ret_attn_mask: bool) -> tuple[torch.Tensor, tuple | None]:
     """BRA forward on CPU: one-pass layout copies, chunked fused attention, channels_last LePE."""
     n, nw, qk, dim = x.shape[0], m.n_win, m.qk_dim, m.dim
     xr = _ToRegions.apply(x, nw, h, w)  # (R, T, C) zero-padded, R = N·p², T = h·w
@@ -353,21 +433,24 @@ def _bra_cpu(m: BiLevelRoutingAttention, x: torch.Tensor, hh: int, ww: int, h: i
         q, k, v = (F.linear(xr, wt, b) for wt, b in zip(lin.weight.split([qk, qk, dim]), biases))
     else:
         q, k, v = _SplitLinear.apply(xr, lin.weight, lin.bias, [qk, qk, dim])
-    weight, index = _route_regions(m, q, k, n)
+    r_weight, r_idx = _route_regions(m, q, k, n)
+    rows, weight = _rows(r_idx), r_weight.reshape(n * nw * nw, -1) if m.soft_routing else None
     lepe = isinstance(m.lepe, torch.nn.Conv2d)  # side_dwconv=0 (ZeroLePE) adds nothing
     pooled = not isinstance(m.kv_down, torch.nn.Identity)
     k_att, v_att = (_downsample_kv(m.kv_down, k, h, w), _downsample_kv(m.kv_down, v, h, w)) if pooled else (k, v)
-    out, v_img = _RoutedAttention.apply(q, k_att, v_att, index, weight if m.soft_routing else None, m.num_heads,
-                                        m.scale, (n, nw, h, w) if lepe and not pooled else None)
+    out, v_img = _RoutedAttention.apply(q, k_att, v_att, rows, weight, m.num_heads, m.scale,
+                                        (n, nw, h, w) if lepe and not pooled else None)
     if lepe:
         if pooled:  # LePE works on the full-resolution values, which the attention did not see
             v_img = regions_to_image(v, n, nw, h, w)
         out = torch.add(out.view(n, nw, nw, h, w, dim), _image_as_regions(m.lepe(v_img), nw, h, w)).reshape(out.shape)
-    return _ToImage.apply(m.wo(out), n, hh, ww, nw, h, w)
+    extras = (r_weight, r_idx, attention_weights(q, k_att, rows, weight, m.num_heads, m.scale)) if ret_attn_mask else None
+    return _ToImage.apply(m.wo(out), n, hh, ww, nw, h, w), extras
 
 
-def _bra_generic(m: BiLevelRoutingAttention, x: torch.Tensor, hh: int, ww: int, h: int, w: int) -> torch.Tensor:
-    """BRA forward with plain tensor ops and F.scaled_dot_product_attention (CUDA, tracing, export)."""
+def _bra_generic(m: BiLevelRoutingAttention, x: torch.Tensor, hh: int, ww: int, h: int, w: int,
+                 ret_attn_mask: bool) -> tuple[torch.Tensor, tuple | None]:
+    """BRA forward with plain tensor ops and F.scaled_dot_product_attention or flex_attention (CUDA, tracing, export)."""
     n, nw, qk, heads = x.shape[0], m.n_win, m.qk_dim, m.num_heads
     # Under tracing/export always pad and crop (zero-width when divisible), so a dynamic-shape graph traced at a
     # divisible size still pads at other sizes.
@@ -376,23 +459,33 @@ def _bra_generic(m: BiLevelRoutingAttention, x: torch.Tensor, hh: int, ww: int, 
     if padded:
         x = F.pad(x, (0, nw * w - ww, 0, nw * h - hh))  # zeros right/bottom; padded tokens still get the qkv bias
     qkv = m.qkv.qkv(image_to_regions(x, nw))  # (R, T, 2qk + dim), R = N·p², T = h·w
-    weight, index = _route_regions(m, qkv[..., :qk], qkv[..., qk:2 * qk], n)
+    q = qkv[..., :qk]
+    r_weight, r_idx = _route_regions(m, q, qkv[..., qk:2 * qk], n)
+    rows, weight = _rows(r_idx), r_weight.reshape(n * nw * nw, -1) if m.soft_routing else None
     kv = _downsample_kv(m.kv_down, qkv[..., qk:], h, w)  # (R, T', qk + dim)
-    kv_sel = kv.index_select(0, index.reshape(-1))  # keys and values of the routed regions in one gather
-    if m.soft_routing:
-        kv_sel = kv_sel * weight.reshape(-1, 1, 1).to(kv_sel.dtype)
-    kv_sel = kv_sel.view(index.shape[0], -1, kv.shape[-1])  # (R, topk·T', qk + dim)
-    out = F.scaled_dot_product_attention(_heads(qkv[..., :qk], heads), _heads(kv_sel[..., :qk], heads),
-                                         _heads(kv_sel[..., qk:], heads), scale=m.scale)
-    out = out.transpose(1, 2).flatten(2)  # (R, T, dim)
+    out = _flex_or_none(q, kv[..., :qk], kv[..., qk:], r_idx, heads, m.scale) if _use_flex(m, x) else None
+    if out is None:  # gather + SDPA
+        kv_sel = _scaled(kv.index_select(0, rows.reshape(-1)), weight, False)  # keys and values in one gather
+        kv_sel = kv_sel.view(rows.shape[0], -1, kv.shape[-1])  # (R, topk·T', qk + dim)
+        out = F.scaled_dot_product_attention(_heads(q, heads), _heads(kv_sel[..., :qk], heads),
+                                             _heads(kv_sel[..., qk:], heads), scale=m.scale)
+        out = out.transpose(1, 2).flatten(2)  # (R, T, dim)
     if isinstance(m.lepe, torch.nn.Conv2d):
         out = out + image_to_regions(m.lepe(regions_to_image(qkv[..., 2 * qk:], n, nw, h, w)), nw)
     out = regions_to_image(m.wo(out), n, nw, h, w)
-    return out[:, :, :hh, :ww].contiguous() if padded else out
+    extras = (r_weight, r_idx, attention_weights(q, kv[..., :qk], rows, weight, heads, m.scale)) if ret_attn_mask else None
+    return (out[:, :, :hh, :ww].contiguous() if padded else out), extras
 
 
-def bra_attention(m: BiLevelRoutingAttention, x: torch.Tensor) -> torch.Tensor:
-    """Forward of `BiLevelRoutingAttention` `m` on an (N, C, H, W) input; returns (N, C, H, W)."""
+def bra_attention(m: BiLevelRoutingAttention, x: torch.Tensor, ret_attn_mask: bool = False
+                  ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forward of `BiLevelRoutingAttention` `m` on an (N, C, H, W) input; returns (N, C, H, W).
+
+    With `ret_attn_mask` it returns what the article's module returns: (out, r_weight, r_idx, attn_weight) —
+    out (N, C, H, W); r_weight, r_idx (N, n_win², topk): softmax of the top-k routing logits and the routed
+    regions (row-major region indices); attn_weight (N·n_win², num_heads, T, topk·T'): the token attention
+    probabilities of each query region over the tokens of its routed regions, in routing order.
+    """
     if x.dim() != 4 or x.shape[1] != m.dim:
         raise ValueError(f"BiLevelRoutingAttention(dim={m.dim}) expects an (N, {m.dim}, H, W) input, "
                          f"got shape {tuple(x.shape)}")
@@ -403,4 +496,5 @@ def bra_attention(m: BiLevelRoutingAttention, x: torch.Tensor) -> torch.Tensor:
                          "set auto_pad=True or resize the input")
     h, w = (hh + nw - 1) // nw, (ww + nw - 1) // nw  # ceil; no negative floor division (ONNX Div truncates)
     fast = _use_cpu_kernels(x) and m.qk_dim == m.dim  # the fused kernel needs equal q/k and v head sizes
-    return (_bra_cpu if fast else _bra_generic)(m, x, hh, ww, h, w)
+    out, extras = (_bra_cpu if fast else _bra_generic)(m, x, hh, ww, h, w, ret_attn_mask)
+    return (out, *extras) if ret_attn_mask else out
