@@ -212,6 +212,9 @@ def run_mode(args: list[str]) -> int:
     elif mode == "predict":  # streamed: constant memory on long videos (no source: the bundled images)
         for _ in yolo.run_predict(args, stream=True):
             pass
+    elif mode == "track":  # streamed like predict
+        for _ in yolo.run_track(args, stream=True):
+            pass
     elif mode == "benchmark":
         yolo.run_benchmark(args, given=set(overrides))
     else:
@@ -255,9 +258,9 @@ def entrypoint(argv: list[str] | None = None) -> int:
     args = strip_trailing_commas(merge_equals_args(list(sys.argv[1:] if argv is None else argv)))
     try:
         return _dispatch(args)
-    except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or TrainingInterrupted (SIGINT 130 / SIGTERM 143, with the resume line)
+        print(str(e) or "Interrupted.", file=sys.stderr)
+        return int(getattr(e, "exit_code", 130))
     except UserError as e:
         if _want_traceback():
             raise

@@ -120,7 +120,6 @@ UNSUPPORTED_KEYS: dict[str, str] = {
     "auto_augment": "classification only",
     "erasing": "classification only",
     "crop_fraction": "classification only",
-    "tracker": "tracking is not implemented yet",
 }
 
 

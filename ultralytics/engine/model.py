@@ -28,6 +28,7 @@ from ultralytics.engine.validator import DetectionValidator
 from ultralytics.errors import ConfigError, MissingFileError, UnsupportedError
 from ultralytics.nn.autobackend import AutoBackend
 from ultralytics.nn.tasks import DetectionModel
+from ultralytics.trackers import register_tracker
 from ultralytics.utils import ASSETS, DEFAULT_CFG_PATH, LOGGER, SETTINGS
 from ultralytics.utils.torch_utils import select_device
 
@@ -228,26 +229,49 @@ class YOLO:
     def run_predict(self, args: IterableSimpleNamespace, source: Any = None, stream: bool = False) -> Any:
         """Predict with a validated config (see `predict`). Without any source the bundled sample images
         (`ultralytics.utils.ASSETS`) are used, with a warning, as the published package does."""
+        predictor = self._predictor_for(args)
+        return predictor(self._source_or_assets(source, args), model=self.model, stream=stream)
+
+    def track(self, source: Any = None, stream: bool = False, persist: bool = False, **kwargs: Any) -> Any:
+        """Detect and track objects over the frames of `source` (a video, a folder of frames, or one frame per call
+        with `persist=True`, which keeps the trackers between calls); `tracker=bytetrack.yaml|botsort.yaml|own.yaml`,
+        conf 0.1 by default. Results carry `boxes.id`. See docs/tracking.md."""
+        kwargs.pop("source", None)
+        return self.run_track(self.config("track", kwargs), source, stream, persist)
+
+    def run_track(self, args: IterableSimpleNamespace, source: Any = None, stream: bool = False,
+                  persist: bool = False) -> Any:
+        """Track with a validated config (see `track`)."""
+        predictor = self._predictor_for(args, persist=persist)
+        return predictor(self._source_or_assets(source, args), model=self.model, stream=stream)
+
+    @staticmethod
+    def _source_or_assets(source: Any, args: IterableSimpleNamespace) -> Any:
         source = source if source is not None else args.source
         if source is None:
             LOGGER.warning(f"WARNING ⚠️ no source given, predicting on the bundled sample images: source={ASSETS}")
             source = ASSETS
-        predictor = self._predictor_for(args)
-        return predictor(source, model=self.model, stream=stream)
+        return source
 
-    def _predictor_for(self, args: IterableSimpleNamespace) -> DetectionPredictor:
+    def _predictor_for(self, args: IterableSimpleNamespace, persist: bool | None = None) -> DetectionPredictor:
         """The last predictor when `args` equals its config apart from the source (it then keeps writing into its
-        run folder), else a new one."""
+        run folder, and a tracking one keeps its trackers when `persist`), else a new one. A tracking predictor
+        (`persist` given) gets its own copy of this object's callbacks plus the tracker's."""
         key = {k: v for k, v in vars(args).items() if k != "source"}
         last = self.predictor
         if last is not None and key == self._predictor_key:
             if last.save_dir is not None:  # one run folder for every call
                 last.args.save_dir = str(last.save_dir)
-            last.callbacks = self.callbacks
-            return last
-        self.predictor = DetectionPredictor(args, _callbacks=self.callbacks)
-        self._predictor_key = key
-        return self.predictor
+            predictor = last
+        else:
+            predictor = self.predictor = DetectionPredictor(args, _callbacks=self.callbacks)
+            self._predictor_key = key
+        if persist is None:
+            predictor.callbacks = self.callbacks
+        else:
+            predictor.callbacks = cb.copy_callbacks(self.callbacks)
+            register_tracker(predictor, persist)
+        return predictor
 
     def embed(self, source: Any = None, stream: bool = False, **kwargs: Any) -> Any:
         """One feature vector per image (a list of 1-D tensors, or a generator with stream=True): the layers named
