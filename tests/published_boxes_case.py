@@ -3,6 +3,9 @@ by make_fixture.py, so both build exactly the same weights)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import torch
@@ -45,3 +48,36 @@ def image_paths() -> list[Path]:
             return paths
     raise FileNotFoundError(f"the images {', '.join(s + '.jpg' for s in STEMS)} are neither in {ASSETS} nor in "
                             f"{SHARED_IMAGES}")
+
+
+# The published side of every fixture recorder (run inside the published venv, never by the tests): the JSON
+# arguments as `a`, our seeded state_dict loaded strictly into the published DetectionModel and saved as a published
+# checkpoint at a['checkpoint']; a recorder appends its own lines and writes its JSON to a['out'].
+PUBLISHED_PRELUDE = r"""
+import json, sys, torch
+import ultralytics
+from ultralytics import YOLO
+from ultralytics.nn.tasks import DetectionModel
+
+a = json.loads(sys.argv[1])
+m = DetectionModel(cfg='yolov8n.yaml', nc=80, verbose=False)
+m.load_state_dict(torch.load(a['state_dict'], weights_only=True), strict=True)
+m.float().eval()
+torch.save({'model': m, 'ema': None, 'epoch': -1, 'train_args': {'task': 'detect'},
+            'version': ultralytics.__version__, 'date': None}, a['checkpoint'])
+"""
+
+
+def run_published(body: str, args: dict, work: Path, upvenv: Path) -> dict:
+    """Run PUBLISHED_PRELUDE + `body` in the published venv (cwd `work`, offline, one thread) with `args` plus the
+    paths of fixture_model()'s state_dict, the checkpoint and the output; returns the JSON the body wrote."""
+    work.mkdir(parents=True, exist_ok=True)
+    state_dict = work / "fixture_state_dict.pt"
+    torch.save(fixture_model().state_dict(), state_dict)
+    args = {**args, "state_dict": str(state_dict), "checkpoint": str(work / "published_fixture.pt"),
+            "out": str(work / "pub.json")}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(YOLO_OFFLINE="1", YOLO_CONFIG_DIR=str(work / "cfg"), OMP_NUM_THREADS="1")
+    subprocess.run([str(upvenv / "bin" / "python"), "-c", PUBLISHED_PRELUDE + body, json.dumps(args)], cwd=work,
+                   env=env, check=True)
+    return json.loads(Path(args["out"]).read_text(encoding="utf-8"))
