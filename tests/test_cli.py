@@ -199,6 +199,23 @@ def test_predict_without_source_and_benchmark(fake, capsys):
     assert fake.calls[-1] == ("benchmark", None, {"imgsz": 64, "format": "onnx", "given": ["format", "imgsz"]})
 
 
+def test_compare_command_passes_its_keys(fake, capsys, monkeypatch):
+    got = []
+    monkeypatch.setattr(cli, "compare", lambda **kw: got.append(kw))
+    argv = ["detect", "compare", "models=yolov8n.yaml,yolov8n_BiFormer.yaml", "data=shapes.yaml", "seeds=3",
+            "epochs=5", "device=0,1"]
+    assert run(argv, capsys)[0] == 0 and fake.calls == []
+    assert got == [{"models": "yolov8n.yaml,yolov8n_BiFormer.yaml", "data": "shapes.yaml", "seeds": 3, "epochs": 5,
+                    "device": "0,1"}]
+
+
+def test_compare_bad_input_is_one_line_before_training(capsys):
+    rc, _, err = run(["compare", "models=yolov8n.yaml,yolov8n_BiFormer.yaml", "data=shapes.yaml", "seeds=0"], capsys)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "seeds" in err
+    rc, _, err = run(["compare", "models=yolov8n.yaml,nope.yaml", "data=shapes.yaml", "epochs=1"], capsys)
+    assert rc == 2 and "nope.yaml" in err
+
+
 def test_unsupported_feature_is_one_line(fake, capsys):
     fake.fail_with = UnsupportedError("export format tflite is not implemented; use format=onnx")
     rc, _, err = run(["export", "model=best.pt", "format=onnx"], capsys)

@@ -16,21 +16,23 @@ import yaml
 
 from ultralytics.cfg import (DEFAULT_CFG_DICT, MODE_DEFAULTS, MODES, OTHER_MODES, OTHER_TASKS, STR_KEYS, TASKS,
                              CfgError, close_matches, copy_default_cfg, get_cfg, parse_value)
+from ultralytics.engine.compare import compare
 from ultralytics.engine.model import YOLO
 from ultralytics.engine.resume import resolve_resume
-from ultralytics.errors import UnsupportedError, UserError
+from ultralytics.errors import UserError
 from ultralytics.utils import DEFAULT_CFG_PATH, LOGGER, SETTINGS
 from ultralytics.utils.checks import check_yolo
 from ultralytics.version import __version__
 
 SPECIAL_COMMANDS = ("help", "version", "checks", "cfg", "copy-cfg", "settings")
+OWN_MODES = ("compare",)  # modes of this project that are not run configs: compare trains several runs
 EXIT_USER_ERROR = 2
 
 HELP = f"""
 Usage: yolo [TASK] MODE [key=value ...]      (or: yolo help | version | checks | cfg | copy-cfg | settings)
 
     TASK  detect (the default; the only task this release implements)
-    MODE  {' | '.join(MODES)}
+    MODE  {' | '.join(MODES + OWN_MODES)}
     key=value  any key of the default config (`yolo cfg` lists them all), e.g. epochs=3 imgsz=320
 
 Examples:
@@ -38,6 +40,9 @@ Examples:
     yolo detect val model=runs/detect/train/weights/best.pt data=coco128.yaml
     yolo detect predict model=runs/detect/train/weights/best.pt source=path/to/images_or_video
     yolo export model=runs/detect/train/weights/best.pt format=onnx
+    yolo track model=runs/detect/train/weights/best.pt source=video.mp4 tracker=bytetrack.yaml
+    yolo benchmark model=runs/detect/train/weights/best.pt imgsz=320
+    yolo detect compare models=yolov8n.yaml,yolov8n_BiFormer.yaml data=my.yaml epochs=100 seeds=3
     yolo train cfg=custom.yaml lr0=0.005      # a yaml of your own, then key=value on top
 
 Special commands:
@@ -64,7 +69,7 @@ def _load_model(name: str) -> Any:
 
 def merge_equals_args(args: list[str]) -> list[str]:
     """Join `key = value`, `key= value` and `key =value` (split by the shell) into `key=value`."""
-    words = set(TASKS + OTHER_TASKS + MODES + OTHER_MODES + SPECIAL_COMMANDS)
+    words = set(TASKS + OTHER_TASKS + MODES + OTHER_MODES + OWN_MODES + SPECIAL_COMMANDS)
     out: list[str] = []
     i = 0
     while i < len(args):
@@ -115,7 +120,7 @@ def _bare_word(word: str, overrides: dict[str, Any]) -> None:
     lower = word.lower()
     if lower in TASKS or lower in OTHER_TASKS:
         _set_once(overrides, "task", lower)
-    elif lower in MODES or lower in OTHER_MODES:
+    elif lower in MODES or lower in OTHER_MODES or lower in OWN_MODES:
         _set_once(overrides, "mode", lower)
     elif word in SPECIAL_COMMANDS:
         raise CfgError(f"'{word}' is a command of its own and must come first: yolo {word}")
@@ -124,7 +129,7 @@ def _bare_word(word: str, overrides: dict[str, Any]) -> None:
     elif word in DEFAULT_CFG_DICT:
         raise CfgError(f"'{word}' needs a value: write {word}=<value>, e.g. {word}={DEFAULT_CFG_DICT[word]}")
     else:
-        words = list(TASKS + MODES + SPECIAL_COMMANDS) + sorted(DEFAULT_CFG_DICT)
+        words = list(TASKS + MODES + OWN_MODES + SPECIAL_COMMANDS) + sorted(DEFAULT_CFG_DICT)
         similar = close_matches(word, words) or close_matches(lower, words)
         hint = f"; did you mean {', '.join(similar)}?" if similar else "; see `yolo help`"
         raise CfgError(f"'{word}' is not a valid YOLO task, mode or argument{hint}")
@@ -188,6 +193,11 @@ def run_mode(args: list[str]) -> int:
                 overrides[key] = value
         else:
             _bare_word(arg, overrides)
+    if overrides.get("mode") == "compare":  # several training runs: compare() checks every key before any starts
+        overrides.pop("task", None)
+        overrides.pop("mode")
+        compare(**overrides)
+        return 0
     if overrides.get("resume") is True and str(overrides.get("model", "")).endswith(".pt"):
         overrides["resume"] = overrides["model"]  # `yolo train resume model=.../last.pt` resumes that file
     # The run's one config, validated here at the edge before any model is built (also reads a cfg= file).
