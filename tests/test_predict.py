@@ -6,8 +6,8 @@ boxes are known exactly and the tests stay fast; a few run a real yolov8n on the
 
 from __future__ import annotations
 
-import types
 import re
+import types
 from pathlib import Path
 
 import cv2
