@@ -4,6 +4,12 @@
     python benchmarks/model.py                         # CPU: inference 640 at batch 1 and 8; train step batch 2 at 320
     python benchmarks/model.py --device 0 --amp bf16    # CUDA: train step batch 16 at 640 by default
     python benchmarks/model.py --imgsz 640 --batch 8 --repeats 3   # the train step's size
+    python benchmarks/model.py --infer-batches 1 --no-train --repeats 15 --threads 1 \
+        --models yolov8n,biformer,biformer-noinfer,yolov8n-cl,biformer-cl   # issue 17's latency ratio
+
+Models: yolov8n; biformer (ours: BRA's CPU inference path under inference_mode); biformer-noinfer (inference
+through the training path, `bra_infer.INFER_KERNELS = False`); biformer-nofold (`wo` kept); biformer-ref
+(`reference_bra`); yolov8n-cl / biformer-cl (fed a channels_last input, for a like-for-like layout comparison).
 
 Inference: eval mode, Conv+BN fused (`--no-fuse` to keep BN) and, in our BiFormer model, each BRA's output Linear
 folded into the next layer's 1×1 conv (`fold_bra_output_projections`; `--no-fold` keeps it), torch.inference_mode, median (min) of
@@ -19,6 +25,7 @@ import contextlib
 import statistics
 import sys
 import types
+from unittest import mock
 from pathlib import Path
 from typing import Callable
 
@@ -30,21 +37,51 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bra import load_reference, machine, timed  # noqa: E402
 
+from ultralytics.nn.modules import bra_infer  # noqa: E402
 from ultralytics.nn.modules.block import BiLevelRoutingAttention, fold_bra_output_projections  # noqa: E402
+from ultralytics.nn import tasks  # noqa: E402
 from ultralytics.nn.tasks import DetectionModel  # noqa: E402
 
 
+class TrainingPathInference(torch.nn.Module):
+    """Runs the wrapped model with BRA's inference path off (`bra_infer.INFER_KERNELS = False`)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        bra_infer.INFER_KERNELS = False
+        try:
+            return self.model(x)
+        finally:
+            bra_infer.INFER_KERNELS = True
+
+
+class ChannelsLastInput(torch.nn.Module):
+    """Feeds the wrapped model a channels_last copy of its input (so its convolutions run NHWC)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        return self.model(x.contiguous(memory_format=torch.channels_last))
+
+
 def build(name: str, device: torch.device) -> torch.nn.Module:
-    """'yolov8n', 'biformer' / 'biformer-nofold' (ours) or 'biformer-ref' (reference_bra in every BRA module)."""
+    """'yolov8n', 'biformer' / 'biformer-nofold' / 'biformer-noinfer' (ours) or 'biformer-ref' (reference_bra)."""
     torch.manual_seed(0)
     with contextlib.redirect_stdout(None):
-        model = DetectionModel("yolov8n.yaml" if name == "yolov8n" else "yolov8n_BiFormer.yaml", verbose=False)
+        model = DetectionModel("yolov8n.yaml" if name.startswith("yolov8n") else "yolov8n_BiFormer.yaml", verbose=False)
     if name == "biformer-ref":
         reference_bra = load_reference()
         for m in model.modules():
             if isinstance(m, BiLevelRoutingAttention):
                 m.forward = types.MethodType(lambda self, x: reference_bra(self, x), m)
-    return model.to(device)
+    wrapper = {"biformer-noinfer": TrainingPathInference, "yolov8n-cl": ChannelsLastInput,
+               "biformer-cl": ChannelsLastInput}
+    return (wrapper[name](model) if name in wrapper else model).to(device)
 
 
 def main() -> None:
@@ -60,7 +97,9 @@ def main() -> None:
     parser.add_argument("--no-train", action="store_true", help="skip the train-step measurement")
     parser.add_argument("--compile", action="store_true", help="torch.compile every model for inference (optional)")
     parser.add_argument("--amp", choices=("fp32", "fp16", "bf16"), default="fp32", help="autocast dtype (CUDA)")
-    parser.add_argument("--models", default="yolov8n,biformer,biformer-ref", help="comma-separated: yolov8n, biformer, biformer-ref, biformer-nofold")
+    parser.add_argument("--models", default="yolov8n,biformer,biformer-ref",
+                        help="comma-separated: yolov8n, biformer, biformer-ref, biformer-nofold, biformer-noinfer, "
+                        "yolov8n-cl, biformer-cl (channels_last input)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -71,7 +110,9 @@ def main() -> None:
     amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.amp)
     amp = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     labels = {"yolov8n": "yolov8n", "biformer": "yolov8_BiFormer-n (fast BRA)", "biformer-ref": "yolov8_BiFormer-n (reference_bra)",
-              "biformer-nofold": "yolov8_BiFormer-n (fast, wo kept)"}
+              "biformer-nofold": "yolov8_BiFormer-n (fast, wo kept)",
+              "biformer-noinfer": "yolov8_BiFormer-n (training path)", "yolov8n-cl": "yolov8n (channels_last input)",
+              "biformer-cl": "yolov8_BiFormer-n (channels_last input)"}
     print(machine(device))
     print(f"times: median (min) of {args.repeats} runs, ms; inference {'un' if args.no_fuse else ''}fused"
           f"{'' if args.no_fold or args.no_fuse else ' (BRA wo folded)'}{', compiled' if args.compile else ''}, {args.amp}")
@@ -92,11 +133,14 @@ def main() -> None:
         x = torch.randn(b, 3, 640, 640, device=device)
         models = {name: build(name, device).eval() for name in names}
         if not args.no_fuse:
-            for model in models.values():
-                with contextlib.redirect_stdout(None):
-                    model.fuse(verbose=False)
-            if "biformer" in models and not args.no_fold:
-                fold_bra_output_projections(models["biformer"].model)
+            for name, model in models.items():
+                inner = model.model if isinstance(model, (TrainingPathInference, ChannelsLastInput)) else model
+                keep_wo = args.no_fold or name == "biformer-nofold"  # DetectionModel.fuse() folds wo by default
+                with contextlib.redirect_stdout(None), mock.patch.object(tasks, "fold_bra_output_projections",
+                                                                         lambda layers: 0):
+                    inner.fuse(verbose=False)
+                if not keep_wo:
+                    fold_bra_output_projections(inner.model)
         if args.compile:
             models = {name: torch.compile(model) for name, model in models.items()}
 

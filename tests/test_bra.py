@@ -180,7 +180,8 @@ def test_invalid_inputs_raise_clear_errors():
 
 def test_no_bare_asserts_in_bra_code():
     """Validation raises real exceptions (asserts vanish under python -O)."""
-    for module in (bra_ops, sys.modules[BiLevelRoutingAttention.__module__]):
+    bra_infer = sys.modules["ultralytics.nn.modules.bra_infer"]
+    for module in (bra_ops, bra_infer, sys.modules[BiLevelRoutingAttention.__module__]):
         assert not re.search(r"^\s*assert\b", inspect.getsource(module), re.M), module.__name__
 
 

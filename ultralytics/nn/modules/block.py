@@ -11,7 +11,8 @@ import torch.nn as nn
 from ultralytics.errors import ModelConfigError, UnsupportedError
 from ultralytics.utils import LOGGER
 
-from .bra_ops import KV_DOWNSAMPLE_MODES, bra_attention
+from .bra_infer import bra_attention
+from .bra_ops import KV_DOWNSAMPLE_MODES
 from .conv import Conv
 
 __all__ = [

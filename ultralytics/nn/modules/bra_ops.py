@@ -4,7 +4,8 @@ Everything runs in one region-major token layout, (N·p², T, C) with p² = n_wi
 the input is cut into (zero-padded) regions once, the qkv projection, routing, token attention and
 output projection work on that layout, and one copy turns the result back into a cropped image.
 
-Two executions of the same computation (docs/bra.md explains both and why they are exact):
+Two executions of the same computation (docs/bra.md explains both and why they are exact); the forward
+dispatcher `bra_attention` and a third, inference-only CPU execution are in `bra_infer.py`:
 
 * CPU (`_bra_cpu`): q, k, v as three contiguous tensors; the routed key/value regions gathered a chunk of query
   regions at a time for PyTorch's fused CPU attention kernel, whose backward is called with the saved output and
@@ -475,26 +476,3 @@ def _bra_generic(m: BiLevelRoutingAttention, x: torch.Tensor, hh: int, ww: int, 
     out = regions_to_image(m.wo(out), n, nw, h, w)
     extras = (r_weight, r_idx, attention_weights(q, kv[..., :qk], rows, weight, heads, m.scale)) if ret_attn_mask else None
     return (out[:, :, :hh, :ww].contiguous() if padded else out), extras
-
-
-def bra_attention(m: BiLevelRoutingAttention, x: torch.Tensor, ret_attn_mask: bool = False
-                  ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Forward of `BiLevelRoutingAttention` `m` on an (N, C, H, W) input; returns (N, C, H, W).
-
-    With `ret_attn_mask` it returns what the article's module returns: (out, r_weight, r_idx, attn_weight) —
-    out (N, C, H, W); r_weight, r_idx (N, n_win², topk): softmax of the top-k routing logits and the routed
-    regions (row-major region indices); attn_weight (N·n_win², num_heads, T, topk·T'): the token attention
-    probabilities of each query region over the tokens of its routed regions, in routing order.
-    """
-    if x.dim() != 4 or x.shape[1] != m.dim:
-        raise ValueError(f"BiLevelRoutingAttention(dim={m.dim}) expects an (N, {m.dim}, H, W) input, "
-                         f"got shape {tuple(x.shape)}")
-    hh, ww = x.shape[-2:]
-    nw = m.n_win
-    if (hh % nw or ww % nw) and not m.auto_pad:
-        raise ValueError(f"BiLevelRoutingAttention: input {hh}×{ww} is not divisible by n_win={nw}; "
-                         "set auto_pad=True or resize the input")
-    h, w = (hh + nw - 1) // nw, (ww + nw - 1) // nw  # ceil; no negative floor division (ONNX Div truncates)
-    fast = _use_cpu_kernels(x) and m.qk_dim == m.dim  # the fused kernel needs equal q/k and v head sizes
-    out, extras = (_bra_cpu if fast else _bra_generic)(m, x, hh, ww, h, w, ret_attn_mask)
-    return (out, *extras) if ret_attn_mask else out
