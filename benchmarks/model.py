@@ -9,10 +9,11 @@
 
 Models: yolov8n; biformer (ours: BRA's CPU inference path under inference_mode); biformer-noinfer (inference
 through the training path, `bra_infer.INFER_KERNELS = False`); biformer-nofold (`wo` kept); biformer-ref
-(`reference_bra`); yolov8n-cl / biformer-cl (fed a channels_last input, for a like-for-like layout comparison).
+(`reference_bra`); biformer-noup (no Upsample → Concat → BRA fusion); yolov8n-cl / biformer-cl (fed a channels_last input, for a like-for-like layout comparison).
 
 Inference: eval mode, Conv+BN fused (`--no-fuse` to keep BN) and, in our BiFormer model, each BRA's output Linear
-folded into the next layer's 1×1 conv (`fold_bra_output_projections`; `--no-fold` keeps it), torch.inference_mode, median (min) of
+folded into the next layer's 1×1 conv (`fold_bra_output_projections`; `--no-fold` keeps it), the P3 Upsample → Concat → BRA run fused into one layer
+(`fuse_upsample_concat_bra`; `--no-upfuse` or model biformer-noup keeps the three layers), torch.inference_mode, median (min) of
 `--repeats` runs after one warm-up, the models taking turns within each repeat. Training step: train mode, forward + backward of a proxy loss (sum of
 squares of the three raw head maps; the detection loss costs the same for every model), gradients zeroed
 between steps.
@@ -39,6 +40,7 @@ from bra import load_reference, machine, timed  # noqa: E402
 
 from ultralytics.nn.modules import bra_infer  # noqa: E402
 from ultralytics.nn.modules.block import BiLevelRoutingAttention, fold_bra_output_projections  # noqa: E402
+from ultralytics.nn.modules.bra_fused import fuse_upsample_concat_bra  # noqa: E402
 from ultralytics.nn import tasks  # noqa: E402
 from ultralytics.nn.tasks import DetectionModel  # noqa: E402
 
@@ -94,11 +96,13 @@ def main() -> None:
     parser.add_argument("--no-fuse", action="store_true", help="keep BatchNorm layers at inference")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
     parser.add_argument("--no-fold", action="store_true", help="keep BRA's wo Linear at inference")
+    parser.add_argument("--no-upfuse", action="store_true",
+                        help="keep Upsample → Concat → BRA as three layers at inference (bra_fused.py)")
     parser.add_argument("--no-train", action="store_true", help="skip the train-step measurement")
     parser.add_argument("--compile", action="store_true", help="torch.compile every model for inference (optional)")
     parser.add_argument("--amp", choices=("fp32", "fp16", "bf16"), default="fp32", help="autocast dtype (CUDA)")
     parser.add_argument("--models", default="yolov8n,biformer,biformer-ref",
-                        help="comma-separated: yolov8n, biformer, biformer-ref, biformer-nofold, biformer-noinfer, "
+                        help="comma-separated: yolov8n, biformer, biformer-ref, biformer-nofold, biformer-noinfer, biformer-noup, "
                         "yolov8n-cl, biformer-cl (channels_last input)")
     args = parser.parse_args()
     if args.threads:
@@ -111,6 +115,7 @@ def main() -> None:
     amp = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
     labels = {"yolov8n": "yolov8n", "biformer": "yolov8_BiFormer-n (fast BRA)", "biformer-ref": "yolov8_BiFormer-n (reference_bra)",
               "biformer-nofold": "yolov8_BiFormer-n (fast, wo kept)",
+              "biformer-noup": "yolov8_BiFormer-n (fast, no up-fuse)",
               "biformer-noinfer": "yolov8_BiFormer-n (training path)", "yolov8n-cl": "yolov8n (channels_last input)",
               "biformer-cl": "yolov8_BiFormer-n (channels_last input)"}
     print(machine(device))
@@ -137,10 +142,13 @@ def main() -> None:
                 inner = model.model if isinstance(model, (TrainingPathInference, ChannelsLastInput)) else model
                 keep_wo = args.no_fold or name == "biformer-nofold"  # DetectionModel.fuse() folds wo by default
                 with contextlib.redirect_stdout(None), mock.patch.object(tasks, "fold_bra_output_projections",
-                                                                         lambda layers: 0):
+                                                                         lambda layers: 0), \
+                        mock.patch.object(tasks, "fuse_upsample_concat_bra", lambda layers: 0):
                     inner.fuse(verbose=False)
                 if not keep_wo:
                     fold_bra_output_projections(inner.model)
+                if not args.no_upfuse and name != "biformer-noup":  # as DetectionModel.fuse(), after the wo fold
+                    fuse_upsample_concat_bra(inner.model)
         if args.compile:
             models = {name: torch.compile(model) for name, model in models.items()}
 

@@ -176,3 +176,29 @@ def test_visualize_adds_a_routing_map_per_bra_layer(tmp_path: Path) -> None:
     routing = sorted(p.name for p in tmp_path.glob("*_routing.png"))
     assert routing == sorted(f"stage{i}_BiLevelRoutingAttention_routing.png" for i in bra_layers) and routing
     assert all(cv2.imread(str(tmp_path / name)) is not None for name in routing)
+
+
+def test_fused_biformer_shows_every_stage_as_built(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    m = DetectionModel("yolov8n_BiFormer.yaml", verbose=False).eval()
+    x = torch.rand(1, 3, 640, 640)
+    with torch.no_grad():
+        before = m.predict(x, embed=[13, 14])
+        m.fuse(verbose=False)  # folds BRA's wo, and merges Upsample → Concat → BRA into one layer at P3
+        assert type(m.model[15]).__name__ == "UpsampleConcatBRA"
+        after = m.predict(x, embed=[13, 14])
+        m.predict(x, visualize=tmp_path)
+    torch.testing.assert_close(after[0], before[0])
+    names = {p.name for p in tmp_path.glob("stage1[345]_*.png")}
+    assert names == {"stage13_Upsample_features.png", "stage14_Concat_features.png",
+                     "stage15_BiLevelRoutingAttention_features.png", "stage15_BiLevelRoutingAttention_routing.png"}
+
+
+def test_predictor_embeds_biformer_layers_unfused() -> None:
+    torch.manual_seed(0)
+    yolo = YOLO("yolov8n_BiFormer.yaml")
+    x = torch.rand(1, 3, 224, 224)
+    got = yolo.predict(x, embed=[15], verbose=False)[0]  # a tensor source is fed as given
+    with torch.no_grad():
+        ref = yolo.model.eval().predict(x, embed=[15])[0]  # the BRA's own output, its wo not folded away
+    torch.testing.assert_close(got, ref)

@@ -69,7 +69,9 @@ class DetectionPredictor(CallbackHost):
             self.model = model
         else:
             device = select_device(self.args.device, verbose=False)
-            self.model = AutoBackend(model, device=device, fp16=bool(self.args.half), fuse=True)
+            # embed / visualize show layer outputs as built: fusing would fold BRA's output projection away
+            fuse = not (self.args.embed or self.args.visualize)
+            self.model = AutoBackend(model, device=device, fp16=bool(self.args.half), fuse=fuse)
         self.imgsz = self._resolve_imgsz()
         return self.model
 

@@ -21,6 +21,7 @@ from ultralytics.nn.modules import (C1, C2, C3, CBAM, SPP, SPPF, BiFormerBlock, 
                                     Conv2, ConvTranspose, Detect, DWConv, DWConvTranspose2d, Focus, GhostBottleneck,
                                     GhostConv, RepConv, SpatialAttention, TransformerBlock, quiet_padding_warnings)
 from ultralytics.nn.modules.block import fold_bra_output_projections
+from ultralytics.nn.modules.bra_fused import fuse_upsample_concat_bra
 from ultralytics.nn.routing import save_routing_map
 from ultralytics.nn.tta import predict_augmented
 from ultralytics.utils import CFG_DIR, LOGGER, yaml_load
@@ -359,7 +360,10 @@ class DetectionModel(nn.Module):
         vis_dir = (Path("runs/detect/visualize") if visualize is True else Path(visualize)) if visualize else None
         last_embed, pooled = (max(embed), []) if embed else (None, [])
         image = x
+        as_built = vis_dir is not None or bool(embed)  # every stage's own output, also where fuse() merged layers
         for m in self.model:
+            if as_built and getattr(m, "original", None) is not None:
+                m = m.original
             if m.f != -1:
                 x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
             if vis_dir is not None and _has_bra(m):  # which regions each query region attends to (nn/routing.py)
@@ -389,8 +393,9 @@ class DetectionModel(nn.Module):
 
     def fuse(self, verbose: bool = True) -> DetectionModel:
         """Merge the parallel branches of RepConv / Conv2 into one convolution, fold the BatchNorm of every conv
-        block (Conv, Conv2, ...) into its convolution and each BRA's output projection into the next 1×1 conv
-        (inference speed-up; outputs unchanged up to float rounding)."""
+        block (Conv, Conv2, ...) into its convolution and each BRA's output projection into the next 1×1 conv, and
+        fuse nearest Upsample → Concat → BRA runs (bra_fused.py) (inference speed-up; outputs unchanged up to float
+        rounding)."""
         for m in list(self.model.modules()):
             merge = getattr(m, "fuse_convs", None) or getattr(m, "merge_branches", None)
             if callable(merge):
@@ -402,6 +407,7 @@ class DetectionModel(nn.Module):
                 m.forward = m.forward_fuse
         with torch.no_grad():
             fold_bra_output_projections(self.model)  # each BRA's `wo` into the next layer's 1×1 conv
+        fuse_upsample_concat_bra(self.model)  # BRA's q/k/v projection of an upsampled input at low resolution
         if verbose:
             self.info()
         return self

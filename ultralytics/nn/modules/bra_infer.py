@@ -14,6 +14,7 @@ or thrown out at once (docs/bra.md, "Inference path"):
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from typing import TYPE_CHECKING, Callable
@@ -137,20 +138,78 @@ def _attention(m: BiLevelRoutingAttention, q: torch.Tensor, kv: torch.Tensor, ro
 
 def bra_cpu_infer(m: BiLevelRoutingAttention, x: torch.Tensor, hh: int, ww: int, h: int, w: int) -> torch.Tensor:
     """BRA forward on CPU without autograd: (N, C, hh, ww) → (N, C, hh, ww), equal to `bra_ops._bra_cpu`."""
-    n, nw, dim = x.shape[0], m.n_win, m.dim
+    n, nw = x.shape[0], m.n_win
     xr = _scratch("x", (n * nw * nw, h * w, x.shape[1]), x)  # zero-padded region tokens
     img6 = ops._image_view(xr, n, nw, h, w)
     if (hh, ww) != (nw * h, nw * w):
         ops._zero_padding(img6, hh, ww)
     ops._copy_blocks(x, img6, to_regions=True)
     q, kv = _project(m, xr)
+    return bra_infer_projected(m, q, kv, n, hh, ww, h, w)
+
+
+@functools.lru_cache(maxsize=16)
+def _upsampled_rows(n: int, hh: int, ww: int, nw: int, h: int, w: int, s: int) -> torch.Tensor:
+    """For every region token (R·T,): the row of its source pixel in the low-resolution (N·hh/s·ww/s) token
+    matrix of a nearest ×s upsampling, or N·hh/s·ww/s (one past the last: the bias-only row) for a padded token."""
+    y = (torch.arange(nw).view(nw, 1, 1, 1) * h + torch.arange(h).view(1, 1, h, 1)).expand(nw, nw, h, w)
+    x = (torch.arange(nw).view(1, nw, 1, 1) * w + torch.arange(w).view(1, 1, 1, w)).expand(nw, nw, h, w)
+    lw, low = ww // s, (hh // s) * (ww // s)
+    row = torch.where((y < hh) & (x < ww), (y // s) * lw + x // s, -1)
+    rows = row.reshape(1, -1) + torch.arange(n).view(n, 1) * low
+    return torch.where(row.reshape(1, -1) < 0, n * low, rows).reshape(-1)
+
+
+def project_upsampled(m: BiLevelRoutingAttention, low: torch.Tensor, full: torch.Tensor, s: int, low_first: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """q and kv region tokens (as `_project` makes them) of cat(up(low), full) (or cat(full, up(low))), `up` a
+    nearest ×s upsampling, without building either: the projection is per pixel, so the columns of `low`'s channels
+    are applied at low resolution (bias included) and gathered, then those of `full` added at full resolution."""
+    lin, dim, cl = m.qkv.qkv, m.dim, low.shape[1]
+    n, cf, hh, ww = full.shape
+    nw = m.n_win
+    h, w = (hh + nw - 1) // nw, (ww + nw - 1) // nw
+    lo_cols, hi_cols = (slice(0, cl), slice(cl, None)) if low_first else (slice(cf, None), slice(0, cf))
+    xr = _scratch("x", (n * nw * nw, h * w, cf), full)  # zero-padded region tokens of `full`
+    img6 = ops._image_view(xr, n, nw, h, w)
+    if (hh, ww) != (nw * h, nw * w):
+        ops._zero_padding(img6, hh, ww)
+    ops._copy_blocks(full, img6, to_regions=True)
+    a = low.permute(0, 2, 3, 1).reshape(-1, cl)  # low-resolution tokens (N·hh/s·ww/s, cl)
+    idx = _upsampled_rows(n, hh, ww, nw, h, w, s)
+    q, kv = _scratch("q", (*xr.shape[:2], dim), xr), _scratch("kv", (*xr.shape[:2], 2 * dim), xr)
+    for out, rows in ((q, slice(0, dim)), (kv, slice(dim, None))):
+        wt, b = lin.weight[rows], None if lin.bias is None else lin.bias[rows]
+        lowp = a.new_zeros(a.shape[0] + 1, wt.shape[0])  # last row: a padded token's share (the bias, or 0)
+        if b is not None:
+            torch.addmm(b, a, wt[:, lo_cols].t(), out=lowp[:-1])
+            lowp[-1] = b
+        else:
+            torch.mm(a, wt[:, lo_cols].t(), out=lowp[:-1])
+        o2 = out.view(-1, wt.shape[0])
+        torch.index_select(lowp, 0, idx, out=o2)
+        o2.addmm_(xr.view(-1, cf), wt[:, hi_cols].t())
+    return q, kv
+
+
+def infer_path_applies(m: BiLevelRoutingAttention, x: torch.Tensor, hh: int, ww: int) -> bool:
+    """Whether `bra_attention` would take the CPU inference path for an input like `x` of size hh × ww."""
+    divisible = not (hh % m.n_win or ww % m.n_win) or m.auto_pad
+    return divisible and ops._use_cpu_kernels(x) and m.qk_dim == m.dim and _use_infer_path(m, x)
+
+
+def bra_infer_projected(m: BiLevelRoutingAttention, q: torch.Tensor, kv: torch.Tensor, n: int, hh: int, ww: int,
+                        h: int, w: int) -> torch.Tensor:
+    """The rest of `bra_cpu_infer` from the projected region tokens: q (R, T, dim), kv (R, T, 2·dim), contiguous,
+    padded tokens holding the projection of zeros (the bias). Also the hook of `bra_fused.UpsampleConcatBRA`."""
+    nw, dim = m.n_win, m.dim
     r_weight, r_idx = ops._route_regions(m, q, kv[..., :dim], n)
     rows, weight = ops._rows(r_idx), r_weight.reshape(n * nw * nw, -1) if m.soft_routing else None
     geometry = (n, hh, ww, nw, h, w)
     # LePE on the padded values image, as in the article
     lepe = m.lepe(_values_image(kv[..., dim:], n, nw, h, w)) if isinstance(m.lepe, torch.nn.Conv2d) else None
     if isinstance(m.wo, torch.nn.Identity):  # (wo folded away) attention + LePE straight into the output image
-        img = x.new_empty(n, hh, ww, dim).permute(0, 3, 1, 2) if CHANNELS_LAST_OUT else x.new_empty(n, dim, hh, ww)
+        img = q.new_empty(n, hh, ww, dim).permute(0, 3, 1, 2) if CHANNELS_LAST_OUT else q.new_empty(n, dim, hh, ww)
 
         def write(o: torch.Tensor, b: int, y: int, x0: int) -> None:
             regions, rows, width = o.shape[:3]
