@@ -102,9 +102,10 @@ def test_published_checkpoint_loads_and_validates(reference_checkpoint, assets, 
         preds = [json.loads((tmp_path / name / "predictions.json").read_text()) for name in ("file", "direct")]
         assert len(preds[0]) > 100 and preds[0] == preds[1]  # every scored box, with its score, the same
         assert runs[0].results_dict == runs[1].results_dict
-        results = model.predict(images, imgsz=320, conf=0.05)  # its scores mostly stay near the class prior
+        # its scores mostly stay near the class prior; the list is one batch (full 320x320 letterbox, as published)
+        results = model.predict(images, imgsz=320, conf=0.05)
         same = direct.predict(images, imgsz=320, conf=0.05)
-        assert sum(len(r.boxes) for r in results) >= 10
+        assert sum(len(r.boxes) for r in results) >= 3
         assert all(torch.equal(a.boxes.data, b.boxes.data) for a, b in zip(results, same, strict=True))
     for r in results:
         assert r.orig_shape == r.orig_img.shape[:2] and r.boxes.xyxy.shape[1] == 4
