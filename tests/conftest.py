@@ -20,12 +20,19 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
 
 from article_checkpoint import write_published_checkpoint  # noqa: E402
 from ultralytics.data.utils import DATASETS_CFG_DIR  # noqa: E402
 from ultralytics.utils import ASSETS, yaml_load, yaml_save  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+# Under CI=true the property tests draw the same examples on every run (a CI result must not depend on luck);
+# developers' runs keep exploring new examples and report any failure with its reproducing case.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    hypothesis_settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parents[1]
 # YOLO_TEST_SHARED overrides where the shared folder is looked up (e.g. /nonexistent: run as a bare clone would).
