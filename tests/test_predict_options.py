@@ -18,7 +18,7 @@ from test_published_boxes import match_rows
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.nn.tta import TTA_VIEWS, level_sizes
-from ultralytics.utils.feature_maps import channel_tiles, tile_grid
+from ultralytics.utils.plotting import channel_tiles, tile_grid
 from ultralytics.utils.torch_utils import get_flops, scale_img
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "published_predict_options" / "options.json").read_text())

@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from ultralytics.nn.modules.block import BiLevelRoutingAttention
+from ultralytics.utils.plotting import save_image
 
 __all__ = ["Routing", "RoutingLayout", "routing_of", "draw_routing", "save_routing_map", "plot_routing"]
 
@@ -171,11 +172,8 @@ def save_routing_map(module: nn.Module, x: torch.Tensor, image: torch.Tensor, la
     routing = routing_of(bra, inp, query)
     title = f"layer {layer_index} {type(module).__name__}, n_win {bra.n_win}, topk {bra.topk}"
     fig, _ = draw_routing(_to_bgr(image[0]), routing, title)
-    save_dir = Path(save_dir)
-    save_dir.mkdir(parents=True, exist_ok=True)
-    path = save_dir / f"stage{layer_index}_{type(module).__name__}_routing.png"
-    cv2.imwrite(str(path), fig)
-    return path
+    path = Path(save_dir) / f"stage{layer_index}_{type(module).__name__}_routing.png"
+    return save_image(fig, path)  # atomic; creates the folder
 
 
 def _load(image: str | Path | np.ndarray | torch.Tensor, imgsz: int, stride: int) -> torch.Tensor:
@@ -231,12 +229,10 @@ def plot_routing(model: nn.Module, image: str | Path | np.ndarray | torch.Tensor
         for h in hooks:
             h.remove()
     save_dir = Path(save_dir)
-    save_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, name, j, bra, inp in found:
         title = f"layer {i} {name}{f' BRA {j}' if j else ''}, n_win {bra.n_win}, topk {bra.topk}"
         fig, _ = draw_routing(_to_bgr(x[0]), routing_of(bra, inp, query), title)
         path = save_dir / f"stage{i}_{name}_routing{f'_{j}' if j else ''}.png"
-        cv2.imwrite(str(path), fig)
-        paths.append(path)
+        paths.append(save_image(fig, path))
     return paths

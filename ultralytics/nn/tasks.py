@@ -25,7 +25,7 @@ from ultralytics.nn.modules.bra_fused import fuse_upsample_concat_bra
 from ultralytics.nn.routing import save_routing_map
 from ultralytics.nn.tta import predict_augmented
 from ultralytics.utils import CFG_DIR, LOGGER, yaml_load
-from ultralytics.utils.feature_maps import feature_visualization
+from ultralytics.utils.plotting import feature_visualization
 from ultralytics.utils.ops import make_divisible
 from ultralytics.utils.torch_utils import fuse_conv_and_bn, model_info, module_cost
 
@@ -336,7 +336,7 @@ class DetectionModel(nn.Module):
     def predict(self, x: torch.Tensor, profile: bool = False, visualize: bool | str | Path = False,
                 augment: bool = False, embed: list[int] | None = None) -> Any:
         """Forward an image batch. `profile` logs each layer's time, GFLOPs and parameters; `visualize` (True or a
-        folder) saves every stage's feature maps (utils/feature_maps.py); `augment` runs test-time augmentation
+        folder) saves every stage's feature maps (utils.plotting.feature_visualization); `augment` runs test-time augmentation
         (nn/tta.py, eval mode only: (merged predictions, None)); `embed` (layer indices) returns one feature vector
         per image instead: the named layers' outputs average-pooled and concatenated in layer order."""
         stride = getattr(self, "stride", None)
