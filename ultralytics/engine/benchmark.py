@@ -91,7 +91,7 @@ def benchmark_model(yolo: Any, load: Callable[[str], Any], data: str | None = No
             target = yolo if fmt == "-" else load(path)
             row.update({"Status❔": "❎", "Size (MB)": round(file_size(path), 1)})
             metrics = target.val(data=data, imgsz=imgsz, batch=1, device=device, half=half, plots=False,
-                                 verbose=False)
+                                 verbose=verbose)
             ms = float(metrics.speed["inference"])
             row.update({"Status❔": "✅", "metrics/mAP50-95(B)": round(float(metrics.box.map), 4),
                         "Inference time (ms/im)": round(ms, 2), "FPS": round(1000 / ms, 2) if ms else None})

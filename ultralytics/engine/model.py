@@ -296,14 +296,12 @@ class YOLO:
     def benchmark(self, **kwargs: Any) -> Table:
         """Export this model to each supported format and validate every file (size, mAP50-95, ms per image): a
         Table of rows (see ultralytics/engine/benchmark.py). Keys: data, imgsz, half, int8, device, verbose, format."""
-        self._require_trainable("benchmark")
-        args = self.config("benchmark", kwargs)
-        return benchmark_model(self, type(self), data=kwargs.get("data"), imgsz=args.imgsz, half=args.half,
-                               int8=args.int8, device=args.device or "cpu", verbose=args.verbose, format=args.format
-                               if "format" in kwargs else "")
+        return self.run_benchmark(self.config("benchmark", kwargs), given=set(kwargs))
 
     def run_benchmark(self, args: IterableSimpleNamespace, given: set[str]) -> Table:
-        """`yolo benchmark` with a validated config: the keys the user gave decide data and format."""
+        """Benchmark with a validated config; `given` (the keys the caller set) decides whether data and format
+        were chosen (else the bundled dataset and every format)."""
+        self._require_trainable("benchmark")
         return benchmark_model(self, type(self), data=args.data if "data" in given else None, imgsz=args.imgsz,
                                half=args.half, int8=args.int8, device=args.device or "cpu", verbose=args.verbose,
                                format=args.format if "format" in given else "")
