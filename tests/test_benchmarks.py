@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REAL_CHECKPOINT, require
 from published_boxes_case import fixture_model
 from ultralytics import YOLO
 from ultralytics.checkpoints import atomic_save, make_checkpoint
@@ -44,14 +43,16 @@ def test_benchmark_every_format(checkpoint: Path) -> None:
     assert text.splitlines()[0].startswith("| Format") and len(text.splitlines()) == 5
 
 
-def test_benchmark_real_checkpoint_formats_agree(tmp_path: Path) -> None:
-    ckpt = require(REAL_CHECKPOINT, "the published yolov8n checkpoint")
+def test_benchmark_published_checkpoint_formats_agree(published_file, tmp_path: Path) -> None:
+    """A published-format yolov8n (the synthesized file always, the real one where ../shared has it)."""
     local = tmp_path / "yolov8n.pt"
-    local.write_bytes(ckpt.read_bytes())
+    local.write_bytes(published_file.path.read_bytes())
     table = benchmark(local, imgsz=320)
     maps = table["metrics/mAP50-95(B)"]
-    assert table["Status❔"] == ["✅"] * 3 and min(maps) > 0.03, maps  # a real detector: it finds some objects
+    assert table["Status❔"] == ["✅"] * 3, table
     assert max(maps) - min(maps) < 0.02, maps  # the same network in every format
+    if published_file.real:
+        assert min(maps) > 0.03, maps  # a real detector: it finds some objects
 
 
 def test_failed_format_is_a_row(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ Fixture: tests/fixtures/published_modules/modules.json (make_fixtures.py, run by
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 from pathlib import Path
@@ -161,12 +162,6 @@ def test_fixture_is_small():
 
 def test_model_fuse_merges_repconv_and_conv2_branches():
     """DetectionModel.fuse() merges RepConv's and Conv2's parallel branches, with the same output."""
-    import copy
-
-    import torch
-
-    from ultralytics.nn.tasks import DetectionModel
-
     cfg = {"nc": 3, "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "RepConv", [16, 3, 1]], [-1, 1, "Conv2", [32, 3, 2]],
                                  [-1, 1, "Conv", [64, 3, 2]], [-1, 1, "Conv", [64, 3, 2]]],
            "head": [[[2, 3, 4], 1, "Detect", ["nc"]]]}
